@@ -1,0 +1,90 @@
+"""An S3 endpoint on 127.0.0.1 (moto_server in a child process) for the local pipeline and the tests.
+
+It runs in its own process so that gunicorn workers and CLI subprocesses can all reach it, and so that it
+can be stopped cleanly on exit or Ctrl-C. Only loopback is ever bound.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from types import TracebackType
+
+from workload.errors import WorkloadError
+
+# Dummy credentials: moto accepts anything, and real ones must never leak into a local run.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedS3:
+    """Context manager: `with EmbeddedS3() as s3: subprocess.run(..., env=s3.child_env())`."""
+
+    def __init__(self, port: int | None = None, start_timeout: float = 30.0) -> None:
+        self.port = port or free_loopback_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EmbeddedS3:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **LOCAL_CREDENTIALS},
+        )
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise WorkloadError(f"embedded S3 (moto_server) exited with code {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        self.stop()
+        raise WorkloadError(f"embedded S3 did not answer on {self.endpoint_url} within {self._start_timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for child processes only: the endpoint plus dummy credentials."""
+        env = dict(os.environ if base is None else base)
+        for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            env.pop(key, None)
+        env.update(LOCAL_CREDENTIALS)
+        env["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
+        return env
+
+    def __enter__(self) -> EmbeddedS3:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
