@@ -1,0 +1,352 @@
+"""`make demo`: the whole MLOps loop on this machine, on an embedded S3 instead of AWS.
+
+Steps: start a moto S3 server on 127.0.0.1, create the data-lake bucket with the storage component's prefix
+layout, upload the raw IMDB tarball to `raw/`, run the same `python -m workload ingest -> train -> evaluate`
+commands as the EC2 training user data against `s3://`, then serve the published bundle from S3 with gunicorn,
+send one smoke request and serve until Ctrl-C.
+
+Settings (environment variables):
+  IMDB_SOURCE   path or http(s) URL of the aclImdb tarball (default: the official Stanford URL)
+  DEMO_SAMPLE   keep N labelled reviews per split and label (`ingest --sample N`) for a quick tour
+  DEMO_EPOCHS   training epochs (default: the workload's default)
+  DEMO_EXIT=1   exit after the smoke request instead of serving until Ctrl-C
+  DEMO_DIR      where logs and the download cache go (default: .demo)
+
+Every child process gets the S3 endpoint and dummy credentials in its own environment; this process's
+environment is never changed, so real AWS credentials cannot be used by accident. On failure the demo prints
+one line naming the failed step and why, with the path of the step's full log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import boto3
+from workload.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3, free_loopback_port
+
+OFFICIAL_SOURCE = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+BUCKET = "imdb-sentiment-demo"
+# The storage component's layout: raw tarballs, processed data, model bundles, logs.
+PREFIXES = ("raw/", "processed/", "models/", "logs/")
+SMOKE_TEXT = "The movie was amazing!"
+STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request")
+HEALTH_TIMEOUT_S = 180.0
+HEARTBEAT_S = 10.0
+
+
+class StepFailed(Exception):
+    """One step failed: `reason` is a single line for the user; `log` holds the details when there are any."""
+
+    def __init__(self, reason: str, log: Path | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log = log
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line, splitting on carriage returns too (progress bars redraw with '\\r')."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def log_tail(log: Path, size: int = 8192) -> str:
+    with log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - size))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def failure_reason(log: Path) -> str:
+    """The child's own one-line error (`error: ...` from the workload CLI) or else its last line of output."""
+    tail = log_tail(log)
+    errors = [line.strip() for line in tail.splitlines() if line.startswith("error:")]
+    if errors:
+        return errors[-1].removeprefix("error:").strip()
+    return last_line(tail) or "no output"
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the child's whole process group (gunicorn master and workers), then SIGKILL what is left."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    # Workers can outlive a master that died first; the group id still reaches them.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+class Demo:
+    def __init__(self, state_dir: Path) -> None:
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.state_dir = state_dir
+        self.log_dir = state_dir / "logs" / self.run_id
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.s3 = EmbeddedS3()
+        self.server: subprocess.Popen[bytes] | None = None
+        self.current_step = "start"
+        self._step_number = 0
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self._step_number += 1
+        self.current_step = name
+        print(f"[{self._step_number}/{len(STEPS)}] {name}", flush=True)
+        started = time.monotonic()
+        yield
+        print(f"      done in {time.monotonic() - started:.1f}s", flush=True)
+
+    def s3_client(self):  # noqa: ANN201 (boto3 clients have no importable type)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint_url,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+    def child_env(self) -> dict[str, str]:
+        return {**self.s3.child_env(), "PYTHONUNBUFFERED": "1"}
+
+    def start_child(self, name: str, cli_args: Sequence[str]) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start `python -m workload <cli_args>` with its output in the step's log."""
+        log = self.log_dir / f"{name}.log"
+        print(f"      $ python -m workload {' '.join(cli_args)}", flush=True)
+        with log.open("wb") as handle:
+            # Own session: Ctrl-C reaches only this script, which then stops the child and all its workers.
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workload", *cli_args],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=self.child_env(),
+                start_new_session=True,
+            )
+        return process, log
+
+    def run_child(self, name: str, cli_args: Sequence[str]) -> Path:
+        """Run one CLI step to completion, echoing its latest progress line now and then."""
+        process, log = self.start_child(name, cli_args)
+        started = last_beat = time.monotonic()
+        shown = ""
+        try:
+            while process.poll() is None:
+                time.sleep(0.2)
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    last_beat = time.monotonic()
+                    latest = last_line(log_tail(log, 2048))
+                    if latest and latest != shown:
+                        shown = latest
+                        print(f"      {last_beat - started:5.0f}s  {latest[:110]}", flush=True)
+        finally:
+            stop_process_group(process)
+        self.upload_log(log)
+        if process.returncode != 0:
+            raise StepFailed(failure_reason(log), log)
+        return log
+
+    def upload_log(self, log: Path) -> None:
+        """Keep the step's log in the bucket's `logs/` prefix, where the EC2 training run keeps its own."""
+        with contextlib.suppress(Exception):  # a log copy must never hide the step's own result
+            self.s3_client().upload_file(str(log), BUCKET, f"logs/{self.run_id}/{log.name}")
+
+    # --- steps ----------------------------------------------------------------------------------------
+
+    def start_s3(self) -> None:
+        try:
+            self.s3.start()
+        except Exception as error:  # the lead's EmbeddedS3 raises WorkloadError with a clear message
+            raise StepFailed(str(error)) from error
+        print(f"      moto S3 at {self.s3.endpoint_url}")
+
+    def create_bucket(self) -> None:
+        client = self.s3_client()
+        client.create_bucket(Bucket=BUCKET)
+        for prefix in PREFIXES:
+            client.put_object(Bucket=BUCKET, Key=prefix, Body=b"")
+        print(f"      s3://{BUCKET}/ with {', '.join(PREFIXES)}")
+
+    def upload_raw(self, source: str) -> str:
+        tarball = self.fetch(source)
+        key = f"raw/{tarball.name}"
+        size_mb = tarball.stat().st_size / 1e6
+        print(f"      uploading {tarball} ({size_mb:.0f} MB) to s3://{BUCKET}/{key}", flush=True)
+        self.s3_client().upload_file(str(tarball), BUCKET, key)
+        return f"s3://{BUCKET}/{key}"
+
+    def fetch(self, source: str) -> Path:
+        """A local path is used as it is; a URL is downloaded once into the cache (temp name, then rename)."""
+        if urllib.parse.urlparse(source).scheme not in ("http", "https"):
+            path = Path(source).expanduser()
+            if not path.is_file():
+                raise StepFailed(f"IMDB_SOURCE {source!r} is not a file or an http(s) URL")
+            return path
+        cached = self.state_dir / "cache" / Path(urllib.parse.urlparse(source).path).name
+        if cached.is_file():
+            print(f"      using the cached download {cached}")
+            return cached
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(cached.suffix + ".part")
+        print(f"      downloading {source} (set IMDB_SOURCE=path to use a local copy)", flush=True)
+        try:
+            with urllib.request.urlopen(source, timeout=60) as response, partial.open("wb") as out:
+                shutil.copyfileobj(response, out, length=1 << 20)
+        except (urllib.error.URLError, OSError) as error:
+            partial.unlink(missing_ok=True)
+            raise StepFailed(f"cannot download {source}: {error} (offline? set IMDB_SOURCE=path/to/tarball)") from error
+        partial.rename(cached)
+        return cached
+
+    def evaluation_split(self) -> str:
+        """`test` when the tarball had one; the official train-only tarball leaves the validation split."""
+        listing = self.s3_client().list_objects_v2(Bucket=BUCKET, Prefix="processed/")
+        keys = [item["Key"] for item in listing.get("Contents", [])]
+        return "test" if any(Path(key).stem.startswith("test") or "/test" in key for key in keys) else "validation"
+
+    def report_metrics(self, log: Path) -> None:
+        for line in reversed(log_tail(log).splitlines()):
+            with contextlib.suppress(json.JSONDecodeError):
+                metrics = json.loads(line)
+                if isinstance(metrics, dict):
+                    break
+        else:
+            raise StepFailed("evaluate printed no JSON metrics line", log)
+        shown = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
+        for key, value in shown.items():
+            print(f"      {key:>20}: {value:.4f}" if isinstance(value, float) else f"      {key:>20}: {value}")
+        if "confusion_matrix" in metrics:
+            print(f"      {'confusion_matrix':>20}: {metrics['confusion_matrix']}")
+
+    def start_server(self, model_uri: str) -> str:
+        port = free_loopback_port()
+        cli_args = ["serve", "--model", model_uri, "--host", "127.0.0.1", "--port", str(port)]
+        self.server, log = self.start_child("serve", cli_args)
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise StepFailed(f"the API exited with code {self.server.returncode}: {failure_reason(log)}", log)
+            with (
+                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+                urllib.request.urlopen(f"{base_url}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return base_url
+            time.sleep(0.3)
+        raise StepFailed(f"/health did not answer 200 within {HEALTH_TIMEOUT_S:.0f}s", log)
+
+    def smoke_request(self, base_url: str) -> None:
+        request = urllib.request.Request(
+            f"{base_url}/predict",
+            data=json.dumps({"text": SMOKE_TEXT}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise StepFailed(f"POST /predict answered {error.code}: {error.read()[:200]!r}") from error
+        print(f"      POST /predict {json.dumps({'text': SMOKE_TEXT})}")
+        print(f"      -> {json.dumps(answer)}")
+
+    # --- the pipeline ---------------------------------------------------------------------------------
+
+    def run(self, source: str, sample: int | None, epochs: int | None, exit_after_smoke: bool) -> None:
+        with self.step("embedded S3"):
+            self.start_s3()
+        with self.step("bucket"):
+            self.create_bucket()
+        with self.step("raw data"):
+            raw_uri = self.upload_raw(source)
+
+        data_uri = f"s3://{BUCKET}/processed"
+        model_uri = f"s3://{BUCKET}/models/{self.run_id}"
+        with self.step("ingest"):
+            sample_args = ["--sample", str(sample)] if sample else []
+            self.run_child("ingest", ["ingest", "--source", raw_uri, "--output", data_uri, *sample_args])
+        with self.step("train"):
+            epoch_args = ["--epochs", str(epochs)] if epochs else []
+            self.run_child("train", ["train", "--data", data_uri, "--output", model_uri, *epoch_args])
+        with self.step("evaluate"):
+            split = self.evaluation_split()
+            if split != "test":
+                print("      the source has no test split (the official train-only tarball): evaluating on validation")
+            log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", split])
+            self.report_metrics(log)
+        with self.step("serve"):
+            base_url = self.start_server(model_uri)
+            print(f"      API on {base_url}, serving {model_uri}")
+        with self.step("smoke request"):
+            self.smoke_request(base_url)
+
+        print(f"\nweb page: {base_url}/\nAPI:      {base_url}/predict   health: {base_url}/health")
+        if exit_after_smoke:
+            return
+        print("serving until Ctrl-C ...", flush=True)
+        assert self.server is not None
+        while self.server.poll() is None:
+            time.sleep(0.5)
+        self.current_step = "serve"
+        raise StepFailed(f"the API stopped on its own with code {self.server.returncode}", self.log_dir / "serve.log")
+
+    def close(self) -> None:
+        if self.server is not None:
+            stop_process_group(self.server)
+        self.s3.stop()
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
+    sample = os.environ.get("DEMO_SAMPLE") or None
+    epochs = os.environ.get("DEMO_EPOCHS") or None
+    for name, value in (("DEMO_SAMPLE", sample), ("DEMO_EPOCHS", epochs)):
+        if value is not None and not (value.isdigit() and int(value) > 0):
+            print(f"demo: {name} must be a positive whole number, not {value!r}", file=sys.stderr)
+            return 2
+    demo = Demo(Path(os.environ.get("DEMO_DIR", ".demo")))
+    try:
+        demo.run(
+            source=os.environ.get("IMDB_SOURCE") or OFFICIAL_SOURCE,
+            sample=int(sample) if sample else None,
+            epochs=int(epochs) if epochs else None,
+            exit_after_smoke=os.environ.get("DEMO_EXIT", "") not in ("", "0"),
+        )
+    except StepFailed as failure:
+        where = f" (log: {failure.log})" if failure.log else ""
+        print(f"demo failed at step '{demo.current_step}': {failure.reason}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        serving = demo.server is not None and demo.server.poll() is None
+        print("\nstopped" if serving else f"\ninterrupted during step '{demo.current_step}'", file=sys.stderr)
+        return 0 if serving else 130
+    except Exception as error:  # anything unforeseen still ends in one line, not a traceback
+        print(f"demo failed at step '{demo.current_step}': {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

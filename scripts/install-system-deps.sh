@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the system packages `make test` needs when they are missing: Chromium, for the web-page test.
+# Everything else (shellcheck, hadolint, ruff) comes from pinned wheels in .venv.
+# Non-interactive apt-get; as non-root it uses passwordless sudo, and otherwise says what to install.
+set -euo pipefail
+
+missing=()
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    missing+=(chromium)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=(sudo -n)
+else
+    echo "warning: missing system packages: ${missing[*]} (not root, no passwordless sudo): tests that need them will be skipped" >&2
+    exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+    echo "warning: missing system packages: ${missing[*]} (no apt-get here): tests that need them will be skipped" >&2
+    exit 0
+fi
+
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
