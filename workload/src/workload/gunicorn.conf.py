@@ -1,0 +1,54 @@
+"""gunicorn settings for `python -m workload serve` (also usable directly: `gunicorn -c gunicorn.conf.py`).
+
+This file runs in the gunicorn master, which must never import torch: the app (and with it the model) is
+loaded in each worker after fork (`preload_app = False`), because forking after torch has started its thread
+pools deadlocks.
+"""
+
+import os
+import shutil
+import tempfile
+
+from workload.logs import logconfig_dict as _logconfig_dict
+
+# prometheus-client picks multiprocess mode when it is *imported*, so the directory must exist in the
+# environment before any worker starts. A fresh directory per server: stale files would resurrect old counts.
+_metrics_dir_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_is_ours:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="workload-prometheus-")
+
+# One torch thread per worker: parallelism comes from worker processes, and oversubscribed OpenMP pools on
+# a small box cost more latency than they save. Inherited by workers, read by torch when it starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+wsgi_app = "workload.api:create_app()"
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
+# Inference is CPU-bound and single-threaded per worker: one worker per core plus one to cover I/O gaps.
+workers = int(os.environ.get("WEB_CONCURRENCY") or (len(os.sched_getaffinity(0)) + 1))
+# gthread with one thread: one request at a time per worker (CPU-bound), but idle keep-alive connections
+# (ALB, load generators) are parked in the worker's poller instead of occupying it.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+keepalive = 75  # longer than the ALB's 60 s idle timeout, so the ALB closes first (no 502s on reuse)
+preload_app = False
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# SIGTERM: stop accepting, let in-flight requests finish within this many seconds (ECS stopTimeout is 30 s).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+
+accesslog = "-"
+errorlog = "-"
+logger_class = "workload.logs.JsonAccessLogger"
+logconfig_dict = _logconfig_dict(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: drops the dead worker's live-gauge files.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    if _metrics_dir_is_ours:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Prometheus metrics for the API.
+
+Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` is set (by gunicorn.conf.py) before this module is imported, so
+every worker writes its values to mmap files there and `/metrics` aggregates all workers. Without it (Flask
+test client, `flask run`) the default single-process registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter("sentiment_http_requests_total", "HTTP requests by endpoint and status", ["endpoint", "status"])
+# Buckets focus on the millisecond range the service is built for, with a tail for slow batches.
+LATENCY = Histogram(
+    "sentiment_http_request_duration_seconds",
+    "HTTP request latency by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_SIZE = Histogram(
+    "sentiment_batch_size", "Reviews per /predict request", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+PREDICTIONS = Counter("sentiment_predictions_total", "Predicted labels (raw drift signal)", ["label"])
+MODEL_LOAD_SECONDS = Gauge(
+    "sentiment_model_load_seconds",
+    "Seconds the last model load took (fetch, verify, load, self-test)",
+    ["version"],
+    multiprocess_mode="max",
+)
+MODEL_READY = Gauge("sentiment_model_ready", "1 in each worker whose model is ready", multiprocess_mode="livesum")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for `/metrics` and its content type."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

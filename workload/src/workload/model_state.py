@@ -1,0 +1,107 @@
+"""The model a worker serves, loaded in a background thread so the worker answers `/health` (503) meanwhile.
+
+Readiness means: bundle fetched, every file verified against its manifest, weights loaded, and a self-test
+prediction returned sane output. Until then (or if the bundle is missing or tampered) the worker keeps
+retrying and reports the reason, logging each distinct failure once instead of once per retry. The predictor
+is published with a single reference assignment, so a request sees either no model or a complete one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workload import metrics
+from workload.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from workload.bundle import Predictor
+
+log = logging.getLogger("workload.model")
+
+SELF_TEST_TEXTS = ("The movie was amazing!", "A dull, boring waste of two hours.")
+
+
+class ModelNotUsable(Exception):
+    """The loaded model failed its self-test."""
+
+
+def self_test(predictor: Predictor) -> None:
+    predictions = predictor.predict(list(SELF_TEST_TEXTS))
+    if len(predictions) != len(SELF_TEST_TEXTS):
+        raise ModelNotUsable(f"self-test returned {len(predictions)} predictions for {len(SELF_TEST_TEXTS)} texts")
+    for prediction in predictions:
+        if prediction.label not in ("positive", "negative") or not (
+            math.isfinite(prediction.score) and 0.0 <= prediction.score <= 1.0
+        ):
+            raise ModelNotUsable(f"self-test returned an invalid prediction: {prediction!r}")
+
+
+class ModelHolder:
+    def __init__(self, settings: ServeSettings) -> None:
+        self._settings = settings
+        self._predictor: Predictor | None = None
+        self._reason = "model not configured (set MODEL_URI)" if settings.model_uri is None else "model is loading"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self._predictor
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def activate(self, predictor: Predictor, load_seconds: float) -> None:
+        """Self-test `predictor` and, if it passes, serve it from now on."""
+        self_test(predictor)
+        metrics.MODEL_LOAD_SECONDS.labels(predictor.version).set(load_seconds)
+        metrics.MODEL_READY.set(1)
+        self._predictor = predictor
+        self._reason = "ready"
+        log.info("model %s ready in %.2fs", predictor.version, load_seconds)
+
+    def start_loading(self) -> None:
+        """Load in a daemon thread of the current process (call it in the worker, after any fork)."""
+        if self._settings.model_uri is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._load_until_ready, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def wait_until_settled(self, timeout: float) -> bool:
+        """True once the model is ready; for callers that need a loaded model (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._predictor is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._predictor is not None
+
+    def _load_until_ready(self) -> None:
+        # Imported here: torch must only ever be imported in the worker, never in the gunicorn master.
+        from workload.bundle import Predictor
+
+        assert self._settings.model_uri is not None
+        cache_dir = Path(self._settings.model_cache_dir) if self._settings.model_cache_dir else None
+        last_failure = None
+        while self._predictor is None:
+            started = time.perf_counter()
+            try:
+                predictor = Predictor.load(self._settings.model_uri, cache_dir=cache_dir)
+                self.activate(predictor, time.perf_counter() - started)
+                return
+            except Exception as exc:  # the loader is a boundary: any failure means "not ready", never a crash
+                # One line, always: the reason is also the `/health` body and the CloudWatch log line.
+                failure = f"model not ready: {str(exc).strip() or type(exc).__name__}".splitlines()[0]
+                self._reason = failure
+                if failure != last_failure:
+                    log.error(
+                        "%s (uri=%s; retrying every %gs)",
+                        failure,
+                        self._settings.model_uri,
+                        self._settings.model_retry_seconds,
+                    )
+                    last_failure = failure
+            time.sleep(self._settings.model_retry_seconds)

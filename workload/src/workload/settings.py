@@ -1,0 +1,55 @@
+"""Serving settings read from the environment (12-factor), so the container and ECS need no config files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from workload.errors import WorkloadError
+
+
+def _positive_int(source: Mapping[str, object], key: str, default: int) -> int:
+    raw = source.get(key, default)
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise WorkloadError(f"{key} must be a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise WorkloadError(f"{key} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _positive_float(source: Mapping[str, object], key: str, default: float) -> float:
+    raw = source.get(key, default)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise WorkloadError(f"{key} must be a positive number, got {raw!r}") from None
+    if not value > 0:
+        raise WorkloadError(f"{key} must be a positive number, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_uri: str | None
+    model_cache_dir: str | None
+    max_body_bytes: int
+    max_batch: int
+    max_text_chars: int
+    model_retry_seconds: float
+
+    @classmethod
+    def from_mapping(cls, overrides: Mapping[str, object] | None = None) -> ServeSettings:
+        """Environment variables, with `overrides` (same keys) taking precedence."""
+        source: dict[str, object] = {**os.environ, **(overrides or {})}
+        return cls(
+            model_uri=str(source["MODEL_URI"]) if source.get("MODEL_URI") else None,
+            model_cache_dir=str(source["MODEL_CACHE_DIR"]) if source.get("MODEL_CACHE_DIR") else None,
+            max_body_bytes=_positive_int(source, "MAX_BODY_BYTES", 1024 * 1024),
+            max_batch=_positive_int(source, "MAX_BATCH", 64),
+            # The longest IMDB review is ~14k characters; leave headroom without inviting huge inputs.
+            max_text_chars=_positive_int(source, "MAX_TEXT_CHARS", 20_000),
+            model_retry_seconds=_positive_float(source, "MODEL_RETRY_SECONDS", 10.0),
+        )
