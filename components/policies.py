@@ -1,0 +1,148 @@
+"""IAM policy documents as plain functions of ARNs, so the same code renders them for AWS and for the tests.
+
+Least privilege throughout: every statement names its resources; the only `"*"` resource is the one AWS
+requires (`ecr:GetAuthorizationToken` cannot be scoped to a repository).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+PolicyDocument = dict[str, Any]
+
+# AWS only accepts `Resource: "*"` for this action; it returns a registry-wide token that the
+# repository-scoped pull actions then gate.
+ECR_AUTH_STATEMENT: dict[str, Any] = {
+    "Sid": "RegistryLogin",
+    "Effect": "Allow",
+    "Action": "ecr:GetAuthorizationToken",
+    "Resource": "*",
+}
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+
+
+def document(statements: Sequence[dict[str, Any]]) -> PolicyDocument:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def to_json(doc: PolicyDocument) -> str:
+    return json.dumps(doc, sort_keys=True)
+
+
+def assume_role_policy(service: str) -> PolicyDocument:
+    """Trust policy that lets one AWS service principal (e.g. `ec2.amazonaws.com`) assume the role."""
+    return document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
+
+
+def _objects(bucket_arn: str, prefixes: Sequence[str]) -> list[str]:
+    return [f"{bucket_arn}/{prefix}*" for prefix in prefixes]
+
+
+def _list_prefixes(bucket_arn: str, prefixes: Sequence[str]) -> dict[str, Any]:
+    # ListBucket is a bucket-level action; the s3:prefix condition keeps listing inside the granted prefixes.
+    return {
+        "Sid": "ListGrantedPrefixes",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": bucket_arn,
+        "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+    }
+
+
+def _kms(key_arn: str | None, actions: Sequence[str]) -> list[dict[str, Any]]:
+    if not key_arn:
+        return []
+    return [{"Sid": "DataLakeKey", "Effect": "Allow", "Action": list(actions), "Resource": key_arn}]
+
+
+def _log_stream_statement(log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "WriteOwnLogGroup",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"{log_group_arn}:log-stream:*",
+    }
+
+
+def training_policy(
+    *,
+    bucket_arn: str,
+    read_prefixes: Sequence[str],
+    write_prefixes: Sequence[str],
+    repository_arn: str,
+    log_group_arn: str,
+    kms_key_arn: str | None = None,
+) -> PolicyDocument:
+    """What one training run needs: read its inputs, write its outputs, pull the image, ship its log."""
+    statements = [
+        _list_prefixes(bucket_arn, read_prefixes),
+        {
+            "Sid": "ReadInputs",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": _objects(bucket_arn, read_prefixes),
+        },
+        {
+            "Sid": "WriteOutputs",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": _objects(bucket_arn, write_prefixes),
+        },
+        ECR_AUTH_STATEMENT,
+        {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn},
+        _log_stream_statement(log_group_arn),
+        {
+            # The CloudWatch agent checks its stream exists before writing.
+            "Sid": "DescribeOwnLogStreams",
+            "Effect": "Allow",
+            "Action": "logs:DescribeLogStreams",
+            "Resource": f"{log_group_arn}:*",
+        },
+        *_kms(kms_key_arn, ["kms:Decrypt", "kms:GenerateDataKey"]),
+    ]
+    return document(statements)
+
+
+def task_policy(*, bucket_arn: str, models_prefix: str, kms_key_arn: str | None = None) -> PolicyDocument:
+    """The API container may only read model bundles."""
+    return document(
+        [
+            _list_prefixes(bucket_arn, [models_prefix]),
+            {
+                "Sid": "ReadModelBundles",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": _objects(bucket_arn, [models_prefix]),
+            },
+            *_kms(kms_key_arn, ["kms:Decrypt"]),
+        ]
+    )
+
+
+def execution_policy(*, repository_arn: str, log_group_arn: str) -> PolicyDocument:
+    """What ECS itself needs to start the task: pull the image and create the container's log stream."""
+    return document(
+        [
+            ECR_AUTH_STATEMENT,
+            {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn},
+            _log_stream_statement(log_group_arn),
+        ]
+    )
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> PolicyDocument:
+    """Deny every request to the bucket or its objects that does not arrive over TLS."""
+    return document(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    )

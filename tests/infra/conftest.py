@@ -1,0 +1,50 @@
+"""Fixtures for the Pulumi unit tests: fresh recording mocks per test and a runner that resolves outputs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# importlib import mode puts nothing on sys.path: make the Pulumi program's `components` package and the shared
+# mocks importable.
+for path in (REPO_ROOT, Path(__file__).resolve().parent):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from infra_mocks import RecordingMocks  # noqa: E402
+
+RunPulumi = Callable[[Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+@pytest.fixture
+def pulumi_mocks() -> RecordingMocks:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="imdb-sentiment", stack="test", preview=False)
+    return mocks
+
+
+@pytest.fixture
+def run_pulumi(pulumi_mocks: RecordingMocks) -> RunPulumi:
+    """Run `build` as a Pulumi program under the mocks; return its dict of outputs, resolved.
+
+    Every registration has finished when this returns, so `pulumi_mocks.resources` is complete. A key missing from
+    the result means its output never resolved, which fails the test instead of skipping an assertion.
+    """
+
+    def run(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        resolved: dict[str, Any] = {}
+
+        @pulumi.runtime.test
+        def program() -> pulumi.Output[None]:
+            return pulumi.Output.all(**build()).apply(resolved.update)
+
+        program()
+        return resolved
+
+    return run
