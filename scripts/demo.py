@@ -43,7 +43,7 @@ BUCKET = "imdb-sentiment-demo"
 PREFIXES = ("raw/", "processed/", "models/", "logs/")
 SMOKE_TEXT = "The movie was amazing!"
 STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request")
-HEALTH_TIMEOUT_S = 180.0
+HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
 
 
@@ -217,11 +217,11 @@ class Demo:
         partial.rename(cached)
         return cached
 
-    def evaluation_split(self) -> str:
-        """`test` when the tarball had one; the official train-only tarball leaves the validation split."""
-        listing = self.s3_client().list_objects_v2(Bucket=BUCKET, Prefix="processed/")
-        keys = [item["Key"] for item in listing.get("Contents", [])]
-        return "test" if any(Path(key).stem.startswith("test") or "/test" in key for key in keys) else "validation"
+    def evaluation_split(self, data_uri: str) -> str:
+        """`test` when the source had one; the official train-only tarball leaves the validation split."""
+        key = f"{data_uri.removeprefix(f's3://{BUCKET}/')}/manifest.json"
+        manifest = json.loads(self.s3_client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        return "test" if "test" in manifest.get("splits", {}) else "validation"
 
     def report_metrics(self, log: Path) -> None:
         for line in reversed(log_tail(log).splitlines()):
@@ -243,17 +243,20 @@ class Demo:
         self.server, log = self.start_child("serve", cli_args)
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        reason = "no answer"
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
                 raise StepFailed(f"the API exited with code {self.server.returncode}: {failure_reason(log)}", log)
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                urllib.request.urlopen(f"{base_url}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
+            try:
+                with urllib.request.urlopen(f"{base_url}/health", timeout=2):
                     return base_url
+            except urllib.error.HTTPError as error:  # 503 while the model loads; its body says why
+                with contextlib.suppress(ValueError):
+                    reason = str(json.loads(error.read()).get("reason", reason))
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
             time.sleep(0.3)
-        raise StepFailed(f"/health did not answer 200 within {HEALTH_TIMEOUT_S:.0f}s", log)
+        raise StepFailed(f"/health was not ready within {HEALTH_TIMEOUT_S:.0f}s: {reason}", log)
 
     def smoke_request(self, base_url: str) -> None:
         request = urllib.request.Request(
@@ -288,7 +291,7 @@ class Demo:
             epoch_args = ["--epochs", str(epochs)] if epochs else []
             self.run_child("train", ["train", "--data", data_uri, "--output", model_uri, *epoch_args])
         with self.step("evaluate"):
-            split = self.evaluation_split()
+            split = self.evaluation_split(data_uri)
             if split != "test":
                 print("      the source has no test split (the official train-only tarball): evaluating on validation")
             log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", split])
