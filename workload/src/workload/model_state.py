@@ -80,15 +80,15 @@ class ModelHolder:
         return self._predictor is not None
 
     def _load_until_ready(self) -> None:
-        # Imported here: torch must only ever be imported in the worker, never in the gunicorn master.
-        from workload.bundle import Predictor
-
         assert self._settings.model_uri is not None
         cache_dir = Path(self._settings.model_cache_dir) if self._settings.model_cache_dir else None
         last_failure = None
         while self._predictor is None:
             started = time.perf_counter()
             try:
+                # Imported here: torch must only ever be imported in the worker, never in the gunicorn master.
+                from workload.bundle import Predictor
+
                 predictor = Predictor.load(self._settings.model_uri, cache_dir=cache_dir)
                 self.activate(predictor, time.perf_counter() - started)
                 return
