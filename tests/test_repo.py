@@ -1,0 +1,229 @@
+"""Repository checks: the CI entry point, the Makefile's install stamp, the workflows, and README facts."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = Path(sys.executable).parent
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "workload/pyproject.toml")
+
+
+def readme() -> str:
+    return (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def readme_shell_commands() -> list[str]:
+    """Every command line in the README's fenced shell blocks (comments and blank lines dropped)."""
+    blocks = re.findall(r"```(?:bash|sh|shell|console)\n(.*?)```", readme(), flags=re.DOTALL)
+    lines = (line.strip().removeprefix("$ ") for block in blocks for line in block.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def fake_tool(folder: Path, name: str, exit_code: int = 0) -> Path:
+    """A stand-in executable that appends its name and arguments to `calls.log` and exits with `exit_code`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / name
+    tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{folder / "calls.log"}"\nexit {exit_code}\n')
+    tool.chmod(0o755)
+    return folder / "calls.log"
+
+
+def workflow(name: str) -> dict:
+    document = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text())
+    document["on"] = document.pop(True, document.get("on"))  # YAML 1.1 reads the bare key `on` as True
+    return document
+
+
+def steps_using(document: dict, action: str) -> list[tuple[str, dict]]:
+    return [
+        (job_name, step)
+        for job_name, job in document["jobs"].items()
+        for step in job.get("steps", [])
+        if step.get("uses", "").startswith(f"{action}@")
+    ]
+
+
+# --- .ci/run and the README's test command ----------------------------------------------------------------
+
+
+def test_readme_puts_the_two_commands_first() -> None:
+    commands = readme_shell_commands()
+    assert commands[:2] == ["make demo", "make test"]
+
+
+@pytest.mark.parametrize("exit_code", [0, 1, 5])
+def test_ci_run_calls_the_readme_test_command_and_keeps_its_exit_code(tmp_path: Path, exit_code: int) -> None:
+    calls = fake_tool(tmp_path / "bin", "make", exit_code)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+    result = subprocess.run([str(REPO / ".ci" / "run")], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    readme_test_command = next(command for command in readme_shell_commands() if command.startswith("make test"))
+    assert calls.read_text().splitlines() == [readme_test_command]
+    # pytest's 5 ("no tests collected") must fail CI like any other failure.
+    assert result.returncode == exit_code
+
+
+# --- Makefile ---------------------------------------------------------------------------------------------
+
+
+def test_make_installs_once_and_again_only_when_a_requirement_file_changes(tmp_path: Path) -> None:
+    shutil.copy(REPO / "Makefile", tmp_path)
+    for name in REQUIREMENT_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    calls = fake_tool(tmp_path / ".venv" / "bin", "pip")
+    fake_tool(tmp_path / ".venv" / "bin", "python")
+
+    def make_venv() -> list[str]:
+        subprocess.run(["make", "--no-print-directory", "venv"], cwd=tmp_path, check=True, capture_output=True)
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    first = make_venv()
+    assert len(first) == 1
+    assert "torch==2.13.0" in first[0].split()
+    assert make_venv() == first  # second run: nothing to do
+    stamp_mtime = (tmp_path / ".venv" / ".installed").stat().st_mtime
+    os.utime(tmp_path / "requirements-dev.txt", (stamp_mtime + 10, stamp_mtime + 10))  # newer: install again
+    assert len(make_venv()) == 2
+
+
+def test_makefile_torch_pin_matches_the_workload_pin() -> None:
+    workload_pin = re.search(r'"torch==([^"]+)"', (REPO / "workload" / "pyproject.toml").read_text())
+    assert workload_pin is not None
+    assert f"torch=={workload_pin.group(1)} " in (REPO / "Makefile").read_text()
+
+
+# --- GitHub workflows -------------------------------------------------------------------------------------
+
+
+def check_workflows(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TOOLS / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_workflows_validate_against_the_github_workflow_schema() -> None:
+    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml"]
+    result = check_workflows(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  test:\n    steps:\n      - run: make test\n")  # no runs-on
+    assert check_workflows(broken).returncode != 0
+
+
+def test_every_action_is_pinned_to_a_version() -> None:
+    uses = [
+        step["uses"]
+        for path in WORKFLOWS
+        for job in workflow(path.name)["jobs"].values()
+        for step in job.get("steps", [])
+        if "uses" in step
+    ]
+    assert uses
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", action), action
+
+
+def test_ci_runs_the_test_command_with_pip_caching_over_every_requirement_file() -> None:
+    document = workflow("ci.yml")
+    assert {"pull_request", "push"} <= set(document["on"])
+    [(_, setup)] = steps_using(document, "actions/setup-python")
+    assert setup["with"]["cache"] == "pip"
+    assert set(setup["with"]["cache-dependency-path"].split()) == set(REQUIREMENT_FILES)
+    runs = [step["run"] for job in document["jobs"].values() for step in job["steps"] if "run" in step]
+    assert runs == [".ci/run"]
+
+
+def test_deploy_previews_prs_updates_dev_on_main_and_gates_prod() -> None:
+    document = workflow("deploy.yml")
+    assert {"pull_request", "push", "workflow_dispatch"} <= set(document["on"])
+    assert "v*" in document["on"]["push"]["tags"]
+    pulumi_steps = {job_name: step["with"] for job_name, step in steps_using(document, "pulumi/actions")}
+    assert pulumi_steps["preview-dev"]["command"] == "preview"
+    assert pulumi_steps["preview-dev"]["comment-on-pr"] is True
+    assert (pulumi_steps["up-dev"]["command"], pulumi_steps["up-dev"]["stack-name"]) == ("up", "dev")
+    assert (pulumi_steps["up-prod"]["command"], pulumi_steps["up-prod"]["stack-name"]) == ("up", "prod")
+    assert document["jobs"]["up-prod"]["environment"] == "production"
+
+
+def test_aws_access_is_oidc_only() -> None:
+    for path in WORKFLOWS:
+        document = workflow(path.name)
+        assert "aws-access-key-id" not in path.read_text()
+        for job_name, step in steps_using(document, "aws-actions/configure-aws-credentials"):
+            assert step["with"]["role-to-assume"]
+            assert document["jobs"][job_name]["permissions"]["id-token"] == "write"
+
+
+# --- README facts -----------------------------------------------------------------------------------------
+
+
+def module_constants(path: Path) -> dict[str, object]:
+    """Top-level `NAME = <literal or tuple of earlier names>` assignments, read without importing (no pulumi)."""
+    constants: dict[str, object] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = node.value
+            if isinstance(value, ast.Tuple) and all(isinstance(item, ast.Name) for item in value.elts):
+                constants[node.targets[0].id] = tuple(constants.get(item.id) for item in value.elts)  # type: ignore[attr-defined]
+            else:
+                with contextlib.suppress(ValueError):
+                    constants[node.targets[0].id] = ast.literal_eval(value)
+    return constants
+
+
+def test_demo_bucket_layout_matches_the_storage_component() -> None:
+    storage = module_constants(REPO / "components" / "storage.py")
+    demo = module_constants(REPO / "scripts" / "demo.py")
+    assert demo["PREFIXES"] == storage["PREFIXES"] == ("raw/", "processed/", "models/", "logs/")
+
+
+def readme_config_table() -> dict[str, dict[str, str]]:
+    """Rows of the README table whose first column header is `Key`: {key: {column: cell}}."""
+    lines = readme().splitlines()
+    start = next(index for index, line in enumerate(lines) if re.match(r"\|\s*Key\s*\|", line))
+    header = [cell.strip().lower() for cell in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def test_readme_config_table_matches_the_pulumi_yaml_schema() -> None:
+    project_file = REPO / "Pulumi.yaml"
+    if not project_file.exists():
+        pytest.fail("Pulumi.yaml is missing: the README's config table cannot be checked")
+    project = yaml.safe_load(project_file.read_text())
+    schema = {key.split(":", 1)[-1]: spec for key, spec in (project.get("config") or {}).items()}
+    table = readme_config_table()
+    assert set(table) == set(schema)
+    for key, spec in schema.items():
+        spec = spec if isinstance(spec, dict) else {"default": spec}
+        if "type" in spec:
+            assert table[key]["type"] == spec["type"], key
+        default = spec.get("default")
+        expected_default = (
+            "(required)" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        )
+        assert table[key]["default"] == expected_default, key
