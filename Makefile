@@ -42,7 +42,7 @@ lint: $(STAMP)  ## ruff, ruff format, hadolint, shellcheck, GitHub workflow sche
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint workload/Dockerfile
-	$(BIN)/shellcheck .ci/run $$(find scripts -name '*.sh')
+	$(BIN)/shellcheck .ci/run $$(find . -path ./.venv -prune -o -path ./.git -prune -o -name '*.sh' -print)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 system-deps:  ## install missing system packages (Chromium for the web-page test) with apt-get

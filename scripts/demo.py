@@ -282,7 +282,8 @@ class Demo:
         with self.step("raw data"):
             raw_uri = self.upload_raw(source)
 
-        data_uri = f"s3://{BUCKET}/processed"
+        # The same URIs as the EC2 training user data (components/templates/training_user_data.sh).
+        data_uri = f"s3://{BUCKET}/processed/{self.run_id}"
         model_uri = f"s3://{BUCKET}/models/{self.run_id}"
         with self.step("ingest"):
             sample_args = ["--sample", str(sample)] if sample else []
