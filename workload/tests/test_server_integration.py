@@ -62,18 +62,6 @@ def _credentials(s3: EmbeddedS3) -> dict[str, str]:
     }
 
 
-def worker_pids(master_pid: int) -> set[int]:
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master_pid:
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 def metric(url: str, name: str, **labels: str) -> float:
     text = requests.get(url + "/metrics", timeout=10).text
     return sum(
@@ -98,10 +86,7 @@ def live(tiny_bundle, tmp_path_factory):
             upload_bundle(s3, tiny_bundle, MODEL_URI)
             uploaded = time.monotonic()
             server.wait_ready(timeout=60)
-            # Readiness is per worker: wait until every worker has loaded the model.
-            deadline = time.monotonic() + 60
-            while metric(server.url, "sentiment_model_ready") < WORKERS and time.monotonic() < deadline:
-                time.sleep(0.1)
+            server.wait_all_workers_ready(timeout=60)
             yield LiveServer(server, log, (status, json.loads(body)), time.monotonic() - uploaded)
 
 
@@ -147,19 +132,18 @@ def test_metrics_aggregate_all_workers(live):
 
 
 def test_a_killed_worker_is_replaced_and_the_service_recovers(live):
-    pid = live.server.process.pid
-    workers = worker_pids(pid)
+    workers = live.server.worker_pids()
     assert len(workers) == WORKERS
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        current = worker_pids(pid)
-        if victim not in current and len(current) == WORKERS and metric(live.url, "sentiment_model_ready") == WORKERS:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"worker {victim} was not replaced by a ready one: {worker_pids(pid)}")
+    while live.server.worker_pids() == workers or len(live.server.worker_pids()) < WORKERS:
+        assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+        time.sleep(0.1)
+    assert victim not in live.server.worker_pids()
+    live.server.wait_all_workers_ready(timeout=60)
+    # The dead worker's live gauge was dropped (child_exit -> mark_process_dead), so readiness sums right.
+    assert live.server.ready_workers() == WORKERS
     for _ in range(10):
         assert requests.post(live.url + "/predict", json={"text": "Wonderful!"}, timeout=10).status_code == 200
 

@@ -36,6 +36,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests finish within this many seconds (ECS stopTimeout is 30 s).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 
+# No runtime control socket: nothing uses it, and its default path ($HOME/.gunicorn) is shared between servers.
+control_socket_disable = True
+
 accesslog = "-"
 errorlog = "-"
 logger_class = "workload.logs.JsonAccessLogger"

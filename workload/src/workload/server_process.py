@@ -80,6 +80,43 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 60.0) -> float:
         return self.wait_for("/health", 200, timeout)
 
+    def worker_pids(self) -> set[int]:
+        """The gunicorn workers: the master's child processes (Linux /proc)."""
+        assert self.process is not None
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended while we looked
+            if parent == self.process.pid:
+                pids.add(int(stat.parent.name))
+        return pids
+
+    def ready_workers(self) -> int:
+        """How many workers report a loaded model (the `sentiment_model_ready` gauge, summed over live workers)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = get(self.url + "/metrics")[1].decode()
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "sentiment_model_ready"
+            )
+        )
+
+    def wait_all_workers_ready(self, timeout: float = 60.0) -> float:
+        """Readiness is per worker: wait until every current worker has its model; seconds since start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.worker_pids()
+            if workers and self.ready_workers() == len(workers) and self.worker_pids() == workers:
+                return time.monotonic() - self.started_at
+            time.sleep(0.05)
+        raise WorkloadError(f"not all workers were ready within {timeout:.0f}s")
+
     def health(self) -> dict:
         return json.loads(get(self.url + "/health")[1])
 

@@ -1,0 +1,217 @@
+"""Benchmark the inference API on this machine and print ONE JSON line.
+
+    python benchmarks/serve.py --model MODEL_URI [--reviews aclImdb_train.tar.gz]   # a trained bundle
+    python benchmarks/serve.py --quick                                              # tiny synthetic bundle
+
+It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
+measures, against these targets for a 2-core machine with the load generator on the same machine:
+- start -> first `/health` 200 with the bundle on local disk: <= 5 s;
+- one client, sequential `/predict` of IMDB-length reviews (keep-alive): p50 <= 5 ms, p99 <= 20 ms;
+- saturated throughput, `wrk` with 32 connections: single-review `/predict` >= 60 % of `GET /health/live`
+  on the same server in the same run (alternating runs, so drift hits both alike).
+Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
+distribution. Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from workload.errors import WorkloadError
+from workload.server_process import ServerProcess
+from workload.synthetic import synthetic_review, write_aclimdb_tarball
+
+TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0, "throughput_ratio": 0.60, "start_to_ready_s": 5.0}
+
+WRK_POST_SCRIPT = """
+-- Cycles through pre-built POST /predict requests, one JSON body per line of the file given after `--`.
+local requests = {}
+local next_index = 0
+function init(args)
+  for line in io.lines(args[1]) do
+    requests[#requests + 1] = wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, line)
+  end
+  next_index = math.random(#requests)
+end
+function request()
+  next_index = next_index % #requests + 1
+  return requests[next_index]
+end
+"""
+
+
+def real_reviews(tarball: Path, count: int, seed: int) -> list[str]:
+    """A uniform sample of labelled train reviews (reservoir sampling while streaming the tarball)."""
+    rng = random.Random(seed)
+    sample: list[str] = []
+    seen = 0
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar:
+            if not (member.isfile() and re.search(r"/train/(pos|neg)/[^/]+\.txt$", member.name)):
+                continue
+            seen += 1
+            slot = len(sample) if len(sample) < count else rng.randrange(seen)
+            if slot < count:
+                text = tar.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
+                sample.append(text) if slot == len(sample) else sample.__setitem__(slot, text)
+    if not sample:
+        raise WorkloadError(f"no aclImdb/train/pos|neg reviews found in {tarball}")
+    return sample
+
+
+def synthetic_reviews(count: int, seed: int) -> list[str]:
+    """Synthetic reviews with IMDB's word-count distribution (median ~175 words, mean ~230, long tail)."""
+    rng = random.Random(seed)
+    return [
+        synthetic_review(rng, rng.choice(["pos", "neg"]), n_words=min(2400, max(10, int(rng.lognormvariate(5.2, 0.7)))))
+        for _ in range(count)
+    ]
+
+
+def quick_bundle(workdir: Path) -> Path:
+    """A small bundle trained on the synthetic corpus, through the real CLI."""
+    tarball = write_aclimdb_tarball(workdir / "synthetic.tar.gz", n_train=200, n_test=50, n_unsup=0)
+    for command in (
+        ["ingest", "--source", str(tarball), "--output", str(workdir / "processed")],
+        ["train", "--data", str(workdir / "processed"), "--output", str(workdir / "bundle"), "--device", "cpu"],
+    ):
+        subprocess.run([sys.executable, "-m", "workload", *command], check=True, stdout=subprocess.DEVNULL)
+    return workdir / "bundle"
+
+
+def sequential_latencies_ms(port: int, bodies: list[bytes], count: int) -> list[float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    latencies = []
+    for index in range(count):
+        started = time.perf_counter()
+        connection.request("POST", "/predict", body=bodies[index % len(bodies)], headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            raise WorkloadError(f"/predict answered {response.status} during the latency run")
+    connection.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def wrk_requests_per_second(url: str, duration: int, connections: int, script: Path | None, data: Path | None) -> float:
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if data is not None:
+        command += ["--", str(data)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    if errors or socket_errors:
+        raise WorkloadError(f"wrk saw errors against {url}: {output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model bundle URI (a local path for the start-to-ready figure)")
+    source.add_argument("--quick", action="store_true", help="train a tiny synthetic bundle and use it")
+    parser.add_argument("--reviews", type=Path, help="aclImdb tarball to sample real reviews from")
+    parser.add_argument("--sequential", type=int, default=2000, help="sequential requests (default 2000)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating live/predict wrk rounds (default 2)")
+    parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server (default: the server's own)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise WorkloadError("wrk is not installed (apt-get install -y wrk)")
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        workdir = Path(tmp)
+        model = str(quick_bundle(workdir)) if args.quick else args.model
+        reviews = real_reviews(args.reviews, 1000, seed=0) if args.reviews else synthetic_reviews(1000, seed=0)
+        bodies = [json.dumps({"text": text}).encode() for text in reviews]
+        (workdir / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
+        (workdir / "post.lua").write_text(WRK_POST_SCRIPT)
+
+        env = {"LOG_LEVEL": "WARNING"}
+        if args.workers:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        server = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "server.log")
+        with server:
+            start_to_ready = server.wait_ready(timeout=120)
+            all_ready = server.wait_all_workers_ready(timeout=120)
+            sequential_latencies_ms(server.port, bodies, 200)  # warm-up: caches, allocator, branch predictors
+            latencies = sequential_latencies_ms(server.port, bodies, args.sequential)
+            live_rps, predict_rps = [], []
+            for _ in range(args.rounds):
+                live_rps.append(
+                    wrk_requests_per_second(server.url + "/health/live", args.duration, args.connections, None, None)
+                )
+                predict_rps.append(
+                    wrk_requests_per_second(
+                        server.url + "/predict",
+                        args.duration,
+                        args.connections,
+                        workdir / "post.lua",
+                        workdir / "bodies.jsonl",
+                    )
+                )
+            health = server.health()
+            workers = server.worker_pids()
+
+    words = [len(text.split()) for text in reviews]
+    live, predict = statistics.mean(live_rps), statistics.mean(predict_rps)
+    figures = {
+        "model_version": health.get("model_version"),
+        "reviews": "imdb" if args.reviews else "synthetic",
+        "review_words_median": statistics.median(words),
+        "review_words_mean": round(statistics.mean(words), 1),
+        "start_to_ready_s": round(start_to_ready, 2),
+        "start_to_all_workers_ready_s": round(all_ready, 2),
+        "workers": len(workers),
+        "sequential_requests": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p90_ms": round(percentile(latencies, 90), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "mean_ms": round(statistics.mean(latencies), 2),
+        "connections": args.connections,
+        "live_rps": round(live, 1),
+        "predict_rps": round(predict, 1),
+        "throughput_ratio": round(predict / live, 3),
+        "rounds": {"live_rps": [round(v, 1) for v in live_rps], "predict_rps": [round(v, 1) for v in predict_rps]},
+    }
+    figures["targets"] = TARGETS
+    figures["pass"] = {
+        "p50_ms": figures["p50_ms"] <= TARGETS["p50_ms"],
+        "p99_ms": figures["p99_ms"] <= TARGETS["p99_ms"],
+        "throughput_ratio": figures["throughput_ratio"] >= TARGETS["throughput_ratio"],
+        "start_to_ready_s": figures["start_to_ready_s"] <= TARGETS["start_to_ready_s"],
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except WorkloadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
