@@ -1,0 +1,79 @@
+"""The `serve` command and the gunicorn configuration, without starting a server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+from workload.errors import WorkloadError
+
+from workload import server
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    server.configure_parser(parser)
+    return parser.parse_args(argv)
+
+
+def test_serve_arguments_and_environment():
+    args = parse(["--model", "s3://bucket/models/v1", "--port", "9000"])
+    env = server.server_environment(args, base={"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "MODEL_URI": "s3://bucket/models/v1", "GUNICORN_BIND": "127.0.0.1:9000"}
+    assert server.server_environment(parse(["--model", "m", "--host", "::1"]), base={})["GUNICORN_BIND"] == "[::1]:8080"
+
+
+def test_model_defaults_to_the_model_uri_environment_variable(monkeypatch):
+    monkeypatch.setenv("MODEL_URI", "s3://bucket/models/from-env")
+    assert parse([]).model == "s3://bucket/models/from-env"
+    monkeypatch.delenv("MODEL_URI")
+    with pytest.raises(SystemExit):
+        parse([])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [(["--model", "m", "--port", "0"], "--port"), (["--model", ""], "--model")]
+)
+def test_bad_arguments_are_a_clear_error(argv, message):
+    with pytest.raises(WorkloadError, match=message):
+        server.server_environment(parse(argv), base={})
+
+
+def test_bad_limits_fail_before_gunicorn_starts(monkeypatch):
+    monkeypatch.setenv("MAX_BATCH", "-1")
+    with pytest.raises(WorkloadError, match="MAX_BATCH"):
+        server.run(parse(["--model", "m"]))
+
+
+def test_the_master_side_imports_neither_torch_nor_prometheus(tmp_path):
+    """The CLI module and gunicorn.conf.py run in the gunicorn master: no torch (fork safety), and no
+    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set."""
+    probe = f"""
+import json, os, runpy, sys
+import workload.server
+config = runpy.run_path({str(server.GUNICORN_CONF)!r})
+print(json.dumps({{
+    "heavy": sorted(m for m in ("torch", "prometheus_client", "flask", "workload.api") if m in sys.modules),
+    "metrics_dir": os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]),
+    "omp": os.environ["OMP_NUM_THREADS"],
+    "workers": config["workers"],
+    "preload": config["preload_app"],
+    "bind": config["bind"],
+}}))
+config["on_exit"](None)
+"""
+    env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "GUNICORN_BIND": "127.0.0.1:1234", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts == {
+        "heavy": [],
+        "metrics_dir": True,
+        "omp": "1",
+        "workers": 3,
+        "preload": False,
+        "bind": ["127.0.0.1:1234"],
+    }
