@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +135,39 @@ def test_demo_rejects_a_missing_source_in_one_line(tmp_path: Path, marker: str) 
     assert result.stderr.strip().startswith("demo failed at step 'raw data': IMDB_SOURCE ")
     assert "is not a file or an http(s) URL" in result.stderr
     assert wait_until_gone(marker) == []
+
+
+@pytest.mark.integration
+def test_demo_serves_the_web_page_until_ctrl_c_then_cleans_up(tmp_path: Path, marker: str) -> None:
+    tarball = write_aclimdb_tarball(tmp_path / "aclImdb_sample.tar.gz", n_train=40, n_test=20, n_unsup=0, seed=3)
+    env = demo_env(tmp_path, marker, IMDB_SOURCE=str(tarball))
+    del env["DEMO_EXIT"]
+    process = subprocess.Popen(
+        [sys.executable, "scripts/demo.py"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    while not (seen and seen[-1].startswith("serving until Ctrl-C")):
+        try:
+            seen.append(lines.get(timeout=1))
+        except queue.Empty:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.send_signal(signal.SIGTERM)
+                pytest.fail("the demo never reached 'serving until Ctrl-C':\n" + "".join(seen))
+
+    page_url = next(line.split()[-1] for line in seen if line.startswith("web page: "))
+    assert "evaluating on validation" not in "".join(seen)  # this sample has a test split
+    with urllib.request.urlopen(page_url, timeout=10) as response:
+        assert response.status == 200
+        assert "<form" in response.read().decode()
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    assert wait_until_gone(marker) == [], "the demo left processes behind"
