@@ -1,0 +1,83 @@
+"""Tokenization (a `tokenizers` WordLevel vocabulary trained on the train split) and n-gram feature hashing.
+
+Everything after the Rust tokenizer is vectorised with numpy over the whole batch: no per-token Python loops,
+because `Predictor.predict` sits on the API's hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+UNKNOWN = "[UNK]"
+PADDING = "[PAD]"
+PADDING_ID = 0  # [PAD] is the first special token, so id 0; sequence models pad with it
+
+
+def build_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Lower-cased words and punctuation runs; rarer words than `min_frequency` map to [UNK]."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PADDING, UNKNOWN], show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str], chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of all texts, concatenated, and each text's length: (flat_ids int64, lengths int64).
+
+    Encodes in chunks: the library's Encoding objects are large, and only their ids are kept."""
+    id_lists: list[list[int]] = []
+    for start in range(0, len(texts), chunk_size):
+        chunk = list(texts[start : start + chunk_size])
+        id_lists.extend(encoding.ids for encoding in tokenizer.encode_batch_fast(chunk, add_special_tokens=False))
+    lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
+    flat = np.fromiter((token for ids in id_lists for token in ids), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths
+
+
+# Multiplier and mixer constants for a 64-bit rolling hash (splitmix64's finaliser): cheap and well spread.
+_ROLL = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    values = (values ^ (values >> np.uint64(30))) * _MIX1
+    values = (values ^ (values >> np.uint64(27))) * _MIX2
+    return values ^ (values >> np.uint64(31))
+
+
+def ngram_features(
+    flat_ids: np.ndarray, lengths: np.ndarray, *, order: int, vocab_size: int, n_buckets: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binarised bag of n-grams per text, in CSR form: (feature ids, offsets of each text's first feature).
+
+    Unigrams keep their vocabulary id; n-grams of order 2..`order` are hashed into `n_buckets` slots after
+    the vocabulary. Each text lists each feature once (presence, not counts), sorted.
+    """
+    n_texts = len(lengths)
+    doc_of_token = np.repeat(np.arange(n_texts, dtype=np.int64), lengths)
+    features = [flat_ids]
+    owners = [doc_of_token]
+    rolling = flat_ids.astype(np.uint64)
+    for n in range(2, order + 1):
+        # rolling[i] hashes tokens i..i+n-1; it is an n-gram only if the first and last token share a text
+        rolling = rolling[:-1] * _ROLL + flat_ids[n - 1 :].astype(np.uint64)
+        same_text = doc_of_token[: len(rolling)] == doc_of_token[n - 1 :]
+        hashed = _mix(rolling[same_text] ^ np.uint64(n)) % np.uint64(n_buckets)
+        features.append(hashed.astype(np.int64) + vocab_size)
+        owners.append(doc_of_token[: len(rolling)][same_text])
+    n_features = vocab_size + n_buckets
+    keys = np.concatenate(owners) * n_features + np.concatenate(features)
+    keys.sort()  # sort + neighbour test: several times faster than np.unique here
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
+    offsets = np.zeros(n_texts, dtype=np.int64)
+    if n_texts > 1:
+        offsets[1:] = np.cumsum(np.bincount(keys // n_features, minlength=n_texts))[:-1]
+    return keys % n_features, offsets
