@@ -82,7 +82,12 @@ def live(tiny_bundle, tmp_path_factory):
         env.update({"MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache"))})
         with ServerProcess(MODEL_URI, env=env, log_path=log) as server:
             server.wait_for("/health/live", 200, timeout=60)
-            status, body = get(server.url + "/health")
+            # Until the first fetch attempt fails the reason is "model is loading"; wait for the failure.
+            deadline = time.monotonic() + 60
+            while json.loads((health := get(server.url + "/health"))[1])["reason"] == "model is loading":
+                assert time.monotonic() < deadline, "the loader never reported the missing bundle"
+                time.sleep(0.1)
+            status, body = health
             upload_bundle(s3, tiny_bundle, MODEL_URI)
             uploaded = time.monotonic()
             server.wait_ready(timeout=60)
