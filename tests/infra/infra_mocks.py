@@ -109,11 +109,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(Recorded(args.typ, args.name, resource_id, dict(args.inputs), state, args.provider))
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args.token)
         match args.token:
             case "aws:index/getAvailabilityZones:getAvailabilityZones":
-                return {"names": ZONES, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": REGION}, None
+                return {"names": ZONES, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": REGION}, []
             case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
                 return {
                     "authorizationToken": "QVdTOnNlY3JldA==",
@@ -122,13 +122,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                     "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
                     "expiresAt": "2099-01-01T00:00:00Z",
                     "id": REGION,
-                }, None
+                }, []
             case "aws:ssm/getParameter:getParameter":
-                return {"name": args.args["name"], "value": AMI_ID, "type": "String", "id": args.args["name"]}, None
+                return {"name": args.args["name"], "value": AMI_ID, "type": "String", "id": args.args["name"]}, []
             case "aws:index/getCallerIdentity:getCallerIdentity":
-                return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "AIDA"}, None
+                return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "AIDA"}, []
             case "aws:index/getRegion:getRegion":
-                return {"name": REGION, "region": REGION, "id": REGION}, None
+                return {"name": REGION, "region": REGION, "id": REGION}, []
         raise NotImplementedError(f"the mocks do not answer {args.token}")
 
     def of_type(self, typ: str) -> list[Recorded]:

@@ -1,0 +1,178 @@
+"""Monitoring for the API: CloudWatch alarms that notify an SNS topic, and one dashboard."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    cluster_name: pulumi.Input[str]
+    service_name: pulumi.Input[str]
+    load_balancer_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    region: str
+    alert_email: str
+    """Subscribed to the alarm topic when set (AWS emails a confirmation link first)."""
+    cpu_alarm_percent: int
+    error_5xx_per_minute: int
+    p99_latency_ms: int
+
+
+@dataclass(frozen=True)
+class _Alarm:
+    description: str
+    namespace: str
+    metric: str
+    dimensions: dict[str, str]
+    threshold: float
+    statistic: str | None = None
+    extended_statistic: str | None = None
+
+
+class Monitoring(pulumi.ComponentResource):
+    topic_arn: pulumi.Output[str]
+    dashboard_url: pulumi.Output[str]
+    alarm_names: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("imdb-sentiment:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # The AWS-managed key encrypts messages at rest at no key cost; CloudWatch can publish with it.
+        topic = aws.sns.Topic(f"{name}-alerts", kms_master_key_id="alias/aws/sns", opts=child)
+        if args.alert_email:
+            aws.sns.TopicSubscription(
+                f"{name}-alerts-email", topic=topic.arn, protocol="email", endpoint=args.alert_email, opts=child
+            )
+
+        self.alarm_names = []
+        for alarm_name, alarm in self._alarms(args).items():
+            metric_alarm = aws.cloudwatch.MetricAlarm(
+                f"{name}-{alarm_name}",
+                alarm_description=alarm.description,
+                namespace=alarm.namespace,
+                metric_name=alarm.metric,
+                dimensions=alarm.dimensions,
+                statistic=alarm.statistic,
+                extended_statistic=alarm.extended_statistic,
+                period=60,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alarm.threshold,
+                treat_missing_data="notBreaching",  # no traffic is not an outage
+                alarm_actions=[topic.arn],
+                ok_actions=[topic.arn],
+                opts=child,
+            )
+            self.alarm_names.append(metric_alarm.name)
+
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{name}-{pulumi.get_stack()}",
+            dashboard_body=pulumi.Output.all(
+                cluster=args.cluster_name,
+                service=args.service_name,
+                load_balancer=args.load_balancer_arn_suffix,
+                target_group=args.target_group_arn_suffix,
+            ).apply(lambda a: json.dumps(self._dashboard(region=args.region, **a))),
+            opts=child,
+        )
+        self.topic_arn = topic.arn
+        self.dashboard_url = dashboard.dashboard_name.apply(
+            lambda dashboard_name: (
+                f"https://{args.region}.console.aws.amazon.com/cloudwatch/home"
+                f"?region={args.region}#dashboards/dashboard/{dashboard_name}"
+            )
+        )
+        self.register_outputs({"topic_arn": self.topic_arn, "dashboard_url": self.dashboard_url})
+
+    @staticmethod
+    def _alarms(args: MonitoringArgs) -> dict[str, _Alarm]:
+        service = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
+        target = {"LoadBalancer": args.load_balancer_arn_suffix, "TargetGroup": args.target_group_arn_suffix}
+        return {
+            "cpu-high": _Alarm(
+                f"API CPU above {args.cpu_alarm_percent} %: autoscaling is not keeping up",
+                "AWS/ECS",
+                "CPUUtilization",
+                service,
+                args.cpu_alarm_percent,
+                statistic="Average",
+            ),
+            "5xx": _Alarm(
+                f"API answered more than {args.error_5xx_per_minute} 5xx responses a minute",
+                "AWS/ApplicationELB",
+                "HTTPCode_Target_5XX_Count",
+                target,
+                args.error_5xx_per_minute,
+                statistic="Sum",
+            ),
+            "p99-latency": _Alarm(
+                f"API p99 latency above {args.p99_latency_ms} ms",
+                "AWS/ApplicationELB",
+                "TargetResponseTime",
+                target,
+                args.p99_latency_ms / 1000,
+                extended_statistic="p99",
+            ),
+            "unhealthy-hosts": _Alarm(
+                "At least one API task fails its /health check",
+                "AWS/ApplicationELB",
+                "UnHealthyHostCount",
+                target,
+                0,
+                statistic="Maximum",
+            ),
+        }
+
+    @staticmethod
+    def _dashboard(*, region: str, cluster: str, service: str, load_balancer: str, target_group: str) -> dict[str, Any]:
+        alb = ["AWS/ApplicationELB"]
+        target = ["LoadBalancer", load_balancer, "TargetGroup", target_group]
+
+        def widget(title: str, metrics: list[list[Any]], stat: str = "Sum") -> dict[str, Any]:
+            return {
+                "type": "metric",
+                "width": 12,
+                "height": 6,
+                "properties": {"title": title, "region": region, "stat": stat, "period": 60, "metrics": metrics},
+            }
+
+        return {
+            "widgets": [
+                widget("Requests", [[*alb, "RequestCount", *target]]),
+                widget(
+                    "Latency p50 / p99 (s)",
+                    [
+                        [*alb, "TargetResponseTime", *target, {"stat": "p50"}],
+                        [*alb, "TargetResponseTime", *target, {"stat": "p99"}],
+                    ],
+                ),
+                widget(
+                    "5xx responses",
+                    [
+                        [*alb, "HTTPCode_Target_5XX_Count", *target],
+                        [*alb, "HTTPCode_ELB_5XX_Count", "LoadBalancer", load_balancer],
+                    ],
+                ),
+                widget(
+                    "CPU and memory (%)",
+                    [
+                        ["AWS/ECS", "CPUUtilization", "ClusterName", cluster, "ServiceName", service],
+                        ["AWS/ECS", "MemoryUtilization", "ClusterName", cluster, "ServiceName", service],
+                    ],
+                    stat="Average",
+                ),
+                widget(
+                    "Running tasks",
+                    [["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", cluster, "ServiceName", service]],
+                    stat="Average",
+                ),
+            ]
+        }

@@ -1,0 +1,68 @@
+#!/bin/bash
+# One training run on a throwaway EC2 instance, rendered into the launch template's user data.
+#
+# It runs the exact code that serves: the workload wheel comes out of the API image (pulled by digest), is
+# installed into a venv (CUDA PyTorch when a GPU is present, the CPU build otherwise), and runs
+# `python -m workload ingest`, `train` and `evaluate` against the data-lake bucket. Whatever happens, the log
+# goes to s3://$BUCKET/logs/training/ (and live to CloudWatch Logs) and the instance powers off; the launch
+# template sets shutdown behaviour to `terminate`, so nothing is left running or billing.
+set -euo pipefail
+
+# Values rendered in by Pulumi (components/training.py).
+# @@SETTINGS@@
+export AWS_DEFAULT_REGION="$REGION"  # for the AWS CLI and boto3 alike
+
+WORK_DIR=/opt/imdb-training
+LOG_FILE=/var/log/imdb-training.log
+mkdir -p "$WORK_DIR"
+exec >>"$LOG_FILE" 2>&1
+
+INSTANCE_ID="$(cat /var/lib/cloud/data/instance-id)"
+RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-${INSTANCE_ID}"
+DATA_URI="s3://${BUCKET}/processed/${RUN_ID}"
+MODEL_URI="s3://${BUCKET}/models/${RUN_ID}"
+
+finish() {
+    local status=$?
+    echo "training run ${RUN_ID} finished with exit status ${status}"
+    aws s3 cp --only-show-errors "$LOG_FILE" "s3://${BUCKET}/logs/training/${RUN_ID}.log" || true
+    # Give the CloudWatch agent a moment to ship the last lines before power-off.
+    sleep 10
+    shutdown -h now
+}
+trap finish EXIT
+
+echo "training run ${RUN_ID}: image ${IMAGE}, model will be ${MODEL_URI}"
+
+dnf install -y --quiet python3.11 awscli-2 amazon-cloudwatch-agent
+cat >"$WORK_DIR/cloudwatch-agent.json" <<AGENT
+{"logs": {"logs_collected": {"files": {"collect_list": [
+  {"file_path": "${LOG_FILE}", "log_group_name": "${LOG_GROUP}", "log_stream_name": "${RUN_ID}"}
+]}}}}
+AGENT
+/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+    -c "file:${WORK_DIR}/cloudwatch-agent.json"
+
+# The same wheel the API image runs, taken out of that image by digest.
+aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$REGISTRY"
+docker pull --quiet "$IMAGE"
+container_id="$(docker create "$IMAGE")"
+docker cp "${container_id}:/opt/dist" "$WORK_DIR/dist"
+docker rm "$container_id"
+wheels=("$WORK_DIR"/dist/*.whl)
+
+python3.11 -m venv "$WORK_DIR/venv"
+if nvidia-smi --list-gpus >/dev/null 2>&1; then
+    torch_index=()  # PyPI's torch wheels are CUDA builds
+else
+    torch_index=(--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple)
+fi
+"$WORK_DIR/venv/bin/pip" install --quiet "${torch_index[@]}" "${wheels[0]}[train]"
+workload=("$WORK_DIR/venv/bin/python" -m workload)
+
+"${workload[@]}" ingest --source "s3://${BUCKET}/${RAW_KEY}" --output "$DATA_URI"
+"${workload[@]}" train --data "$DATA_URI" --output "$MODEL_URI" --epochs "$EPOCHS" --device auto
+"${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split test | tee "$WORK_DIR/evaluation.txt"
+tail -n 1 "$WORK_DIR/evaluation.txt" >"$WORK_DIR/evaluation.json"
+aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" "s3://${BUCKET}/logs/training/${RUN_ID}.evaluation.json"
+echo "model ready: set modelVersion to ${RUN_ID} in the stack config and run pulumi up to promote it"

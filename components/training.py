@@ -1,0 +1,197 @@
+"""Training compute: a launch template for one-shot training instances, with no instance left running.
+
+`python -m workload launch-training --stack-outputs FILE` starts a run from the template; the instance runs
+`templates/training_user_data.sh` and terminates itself when done (or failed).
+
+The role reads `raw/`, `processed/` and `models/`, and writes `processed/`, `models/` and `logs/`: the run's
+own ingest writes the processed data it trains on, and `evaluate` re-reads the bundle it just published from
+S3 so the published copy is what gets scored. Nothing may delete.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.storage import LOGS_PREFIX, MODELS_PREFIX, PROCESSED_PREFIX, RAW_PREFIX
+
+USER_DATA_TEMPLATE = Path(__file__).parent / "templates" / "training_user_data.sh"
+SETTINGS_MARKER = "# @@SETTINGS@@"
+READ_PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX)
+WRITE_PREFIXES = (PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX)
+RAW_ARCHIVE_KEY = f"{RAW_PREFIX}aclImdb_v1.tar.gz"
+
+
+def render_user_data(settings: dict[str, str]) -> str:
+    """The user-data script with `settings` as shell-quoted variables in place of the marker line."""
+    template = USER_DATA_TEMPLATE.read_text()
+    if SETTINGS_MARKER not in template:
+        raise ValueError(f"{USER_DATA_TEMPLATE} lost its {SETTINGS_MARKER!r} line")
+    lines = "\n".join(f"readonly {key}={shlex.quote(str(value))}" for key, value in settings.items())
+    return template.replace(SETTINGS_MARKER, lines, 1)
+
+
+@dataclass(frozen=True)
+class TrainingArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    """A public subnet: the instance downloads PyTorch from the package index (it has no inbound rules)."""
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str] | None
+    repository_arn: pulumi.Input[str]
+    image_ref: pulumi.Input[str]
+    """The API image by digest; its /opt/dist wheel is what the run installs."""
+    region: str
+    instance_type: str
+    ami_ssm_parameter: str
+    use_spot: bool
+    volume_size_gb: int
+    epochs: int
+    log_retention_days: int
+    run_tags: dict[str, str]
+    """Tags for the instances and volumes a run creates (the provider's default tags do not reach them)."""
+
+
+class TrainingCompute(pulumi.ComponentResource):
+    launch_template_id: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("imdb-sentiment:training:TrainingCompute", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/imdb-sentiment/{pulumi.get_stack()}/{name}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=policies.to_json(policies.assume_role_policy("ec2.amazonaws.com")),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-access",
+            role=role.id,
+            policy=pulumi.Output.all(
+                bucket_arn=args.bucket_arn,
+                repository_arn=args.repository_arn,
+                log_group_arn=log_group.arn,
+                kms_key_arn=args.kms_key_arn,
+            ).apply(
+                lambda a: policies.to_json(
+                    policies.training_policy(read_prefixes=READ_PREFIXES, write_prefixes=WRITE_PREFIXES, **a)
+                )
+            ),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="Training instances: no inbound access at all; HTTPS out for S3, ECR and PyPI",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https-out",
+            security_group_id=security_group.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS to AWS APIs and the Python package index",
+            opts=child,
+        )
+        ami = aws.ssm.get_parameter_output(name=args.ami_ssm_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
+        user_data = pulumi.Output.all(
+            BUCKET=args.bucket_name,
+            IMAGE=args.image_ref,
+            LOG_GROUP=log_group.name,
+        ).apply(
+            lambda values: base64.b64encode(
+                render_user_data(
+                    {
+                        **values,
+                        "REGION": args.region,
+                        "REGISTRY": values["IMAGE"].split("/", 1)[0],
+                        "RAW_KEY": RAW_ARCHIVE_KEY,
+                        "EPOCHS": str(args.epochs),
+                    }
+                ).encode()
+            ).decode()
+        )
+        spot = (
+            aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
+                market_type="spot",
+                # One-time requests: an interrupted run is simply re-launched, never resumed half-trained.
+                spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
+                    spot_instance_type="one-time", instance_interruption_behavior="terminate"
+                ),
+            )
+            if args.use_spot
+            else None
+        )
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-template",
+            description="One imdb-sentiment training run; the instance terminates itself when done",
+            image_id=ami.value,
+            instance_type=args.instance_type,
+            instance_market_options=spot,
+            instance_initiated_shutdown_behavior="terminate",
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",  # IMDSv2 only
+                http_put_response_hop_limit=2,  # docker containers on the host sit one hop further away
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.volume_size_gb,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            network_interfaces=[
+                aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                    subnet_id=args.subnet_id,
+                    security_groups=[security_group.id],
+                    device_index=0,
+                    associate_public_ip_address="true",
+                    delete_on_termination="true",
+                )
+            ],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(
+                    resource_type=kind, tags={**args.run_tags, "Name": f"{name}-run"}
+                )
+                for kind in ("instance", "volume")
+            ],
+            update_default_version=True,
+            user_data=user_data,
+            opts=child,
+        )
+        self.launch_template_id = template.id
+        self.role_arn = role.arn
+        self.log_group_name = log_group.name
+        self.security_group_id = security_group.id
+        self.register_outputs(
+            {
+                "launch_template_id": self.launch_template_id,
+                "role_arn": self.role_arn,
+                "log_group_name": self.log_group_name,
+            }
+        )

@@ -1,0 +1,76 @@
+"""Run the whole Pulumi program (`__main__.py`) under the recording mocks with one stack file's config.
+
+Usage: python tests/infra/run_program_under_mocks.py Pulumi.<stack>.yaml OUT.json
+
+The Pulumi Python runtime keeps process-wide state, so each stack runs in its own process. Config is what the
+CLI would hand the program: the stack file's values over the defaults declared in Pulumi.yaml. OUT.json gets
+`{"resources": [...], "outputs": {...}, "calls": [...]}` with every resource's inputs and fabricated state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config_string(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack_file: Path) -> dict[str, str]:
+    """The flat `namespace:key` -> string map the Pulumi engine passes to a program, or SystemExit if incomplete."""
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    stack = yaml.safe_load(stack_file.read_text()).get("config", {})
+    name = project["name"]
+    config = {f"{name}:{key}": spec["default"] for key, spec in project["config"].items() if "default" in spec}
+    config.update(stack)
+    missing = [f"{name}:{key}" for key in project["config"] if f"{name}:{key}" not in config]
+    if missing:
+        raise SystemExit(f"{stack_file.name}: missing required configuration {missing}")
+    return {key: _config_string(value) for key, value in config.items()}
+
+
+def main(stack_file: Path, out_file: Path) -> None:
+    # The runtime reads PULUMI_CONFIG when it is imported, as it does under `pulumi up`.
+    os.environ["PULUMI_CONFIG"] = json.dumps(stack_config(stack_file))
+    sys.path[:0] = [str(REPO_ROOT), str(Path(__file__).resolve().parent)]
+    os.chdir(REPO_ROOT)
+
+    import pulumi
+    from infra_mocks import RecordingMocks
+
+    mocks = RecordingMocks()
+    stack_name = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    pulumi.runtime.set_mocks(mocks, project="imdb-sentiment", stack=stack_name, preview=False)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[None]:
+        runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")
+        return pulumi.Output.all(**pulumi.runtime.get_root_resource().outputs).apply(outputs.update)
+
+    program()
+    result = {
+        "stack": stack_name,
+        "resources": [dataclasses.asdict(resource) for resource in mocks.resources],
+        "outputs": outputs,
+        "calls": mocks.calls,
+    }
+    out_file.write_text(json.dumps(result, indent=1, default=repr))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]).resolve(), Path(sys.argv[2]))
