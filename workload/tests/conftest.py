@@ -5,10 +5,22 @@ Session-scoped and built from `workload.synthetic`, so no test needs the network
 
 from __future__ import annotations
 
+import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workload.synthetic import write_aclimdb_tarball
+
+# pytest's importlib import mode names this file `workload.tests.conftest` (its path under the rootdir) and
+# registers the project folder `workload/` as a namespace package called `workload`, which hides the installed
+# `workload` package. Drop those placeholders so the real package is imported; test modules then reuse it.
+for _name in ("workload.tests", "workload"):
+    if getattr(sys.modules.get(_name), "__file__", None) is None:
+        sys.modules.pop(_name, None)
+
+from workload.embedded_s3 import EmbeddedS3  # noqa: E402 - after the fix-up above
+from workload.synthetic import write_aclimdb_tarball  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +54,32 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, processed_data: Path) 
             str(output), trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=str(processed_data)
         )
     return output
+
+
+@pytest.fixture(scope="session")
+def embedded_s3() -> Iterator[EmbeddedS3]:
+    """One moto S3 server on 127.0.0.1 for the session; use `.child_env()` for subprocesses."""
+    with EmbeddedS3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(embedded_s3: EmbeddedS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this process's boto3 at the embedded S3 (endpoint + dummy credentials) for one test."""
+    env = embedded_s3.child_env()
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def s3_bucket(s3_env: dict[str, str]) -> str:
+    """A fresh, empty bucket on the embedded S3; returns its name."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
