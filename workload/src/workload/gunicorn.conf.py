@@ -21,11 +21,14 @@ if _metrics_dir_is_ours:
 # a small box cost more latency than they save. Inherited by workers, read by torch when it starts.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Same for the Rust tokenizer: one review per request, so its thread pool would only add hand-off cost.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 wsgi_app = "workload.api:create_app()"
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
-# Inference is CPU-bound and single-threaded per worker: one worker per core plus one to cover I/O gaps.
-workers = int(os.environ.get("WEB_CONCURRENCY") or (len(os.sched_getaffinity(0)) + 1))
+# Inference is CPU-bound and single-threaded per worker: one worker per core, and at least two so that a
+# long batch on one worker never leaves the health check waiting. Each worker holds its own model copy.
+workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
 # gthread with one thread: one request at a time per worker (CPU-bound), but idle keep-alive connections
 # (ALB, load generators) are parked in the worker's poller instead of occupying it.
 worker_class = "gthread"
