@@ -48,3 +48,36 @@ def run_pulumi(pulumi_mocks: RecordingMocks) -> RunPulumi:
         return resolved
 
     return run
+
+
+@pytest.fixture(scope="session")
+def parliament_findings() -> Callable[[dict[str, Any]], list[str]]:
+    """Lint one IAM policy document with parliament; return its findings as readable strings."""
+    import json
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parliament imports the deprecated pkg_resources
+        import parliament
+
+    def findings(document: dict[str, Any]) -> list[str]:
+        policy = parliament.analyze_policy_string(json.dumps(document))
+        return [f"{finding.issue}: {finding.detail}" for finding in policy.findings]
+
+    return findings
+
+
+@pytest.fixture(scope="session")
+def shell_check() -> Callable[[str], None]:
+    """Assert a bash script parses (`bash -n`) and is shellcheck-clean."""
+    import shutil
+    import subprocess
+
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+
+    def check(script: str) -> None:
+        for command in (["bash", "-n"], [shellcheck, "--shell=bash", "--severity=style", "-"]):
+            result = subprocess.run(command, input=script, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, f"{command[0]} rejected the script:\n{result.stdout}{result.stderr}"
+
+    return check
