@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,9 @@ SMOKE_TEXT = "The movie was amazing!"
 STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request")
 HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
+# A logging record as the workload CLI writes it: "2026-01-01 12:00:00,123 INFO workload.train: message".
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ [A-Z]+ (?P<logger>[\w.]+): (?P<message>.*)$")
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
 class StepFailed(Exception):
@@ -64,6 +68,18 @@ def last_line(text: str) -> str:
     """The last non-empty line, splitting on carriage returns too (progress bars redraw with '\\r')."""
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def progress_line(text: str) -> str:
+    """The latest line worth showing as progress: the AWS SDK's chatter is skipped, the timestamp dropped."""
+    for line in reversed(text.replace("\r", "\n").splitlines()):
+        match = LOG_RECORD.match(line.strip())
+        if match is None:
+            if line.strip():
+                return line.strip()
+        elif not match["logger"].startswith(SDK_LOGGERS):
+            return f"{match['logger']}: {match['message']}"
+    return ""
 
 
 def log_tail(log: Path, size: int = 8192) -> str:
@@ -154,7 +170,7 @@ class Demo:
                 time.sleep(0.2)
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     last_beat = time.monotonic()
-                    latest = last_line(log_tail(log, 2048))
+                    latest = progress_line(log_tail(log, 4096))
                     if latest and latest != shown:
                         shown = latest
                         print(f"      {last_beat - started:5.0f}s  {latest[:110]}", flush=True)

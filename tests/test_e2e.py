@@ -91,16 +91,16 @@ def demo_env(tmp_path: Path, marker: str, **settings: str) -> dict[str, str]:
 @pytest.mark.integration
 def test_demo_trains_publishes_serves_and_answers_positive(tmp_path: Path, marker: str) -> None:
     tarball = write_aclimdb_tarball(
-        tmp_path / "aclImdb_sample.tar.gz", n_train=80, n_unsup=5, seed=7, splits=("train",)
+        tmp_path / "aclImdb_sample.tar.gz", n_train=200, n_unsup=5, seed=7, splits=("train",)
     )
 
-    result = run_demo(demo_env(tmp_path, marker, IMDB_SOURCE=str(tarball), DEMO_SAMPLE="60"))
+    result = run_demo(demo_env(tmp_path, marker, IMDB_SOURCE=str(tarball), DEMO_SAMPLE="150"))
 
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     out = result.stdout
     for step in ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request"):
         assert f"] {step}\n" in out
-    assert "--sample 60" in out
+    assert "--sample 150" in out
     assert "evaluating on validation" in out
     assert "accuracy" in out
     answer = json.loads(next(line for line in out.splitlines() if line.strip().startswith("-> ")).strip()[3:])
