@@ -46,6 +46,7 @@ SMOKE_TEXT = "The movie was amazing!"
 STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request")
 HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
+SILENT_HEARTBEAT_S = 30.0
 # A logging record as the workload CLI writes it: "2026-01-01 12:00:00,123 INFO workload.train: message".
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ [A-Z]+ (?P<logger>[\w.]+): (?P<message>.*)$")
 SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
@@ -163,17 +164,20 @@ class Demo:
     def run_child(self, name: str, cli_args: Sequence[str]) -> Path:
         """Run one CLI step to completion, echoing its latest progress line now and then."""
         process, log = self.start_child(name, cli_args)
-        started = last_beat = time.monotonic()
+        started = last_check = last_print = time.monotonic()
         shown = ""
         try:
             while process.poll() is None:
                 time.sleep(0.2)
-                if time.monotonic() - last_beat >= HEARTBEAT_S:
-                    last_beat = time.monotonic()
-                    latest = progress_line(log_tail(log, 4096))
-                    if latest and latest != shown:
-                        shown = latest
-                        print(f"      {last_beat - started:5.0f}s  {latest[:110]}", flush=True)
+                now = time.monotonic()
+                if now - last_check < HEARTBEAT_S:
+                    continue
+                last_check = now
+                latest = progress_line(log_tail(log, 4096))
+                # A new progress line is shown at once; with none, a still-running line now and then.
+                if (latest and latest != shown) or now - last_print >= SILENT_HEARTBEAT_S:
+                    shown, last_print = latest, now
+                    print(f"      {now - started:5.0f}s  {latest[:110] if latest else 'running'}", flush=True)
         finally:
             stop_process_group(process)
         self.upload_log(log)
