@@ -39,7 +39,7 @@ def client(app):
 @pytest.fixture(scope="module")
 def real_client(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
-    assert model_holder(app).wait_until_settled(timeout=60), model_holder(app).reason
+    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
     return app.test_client()
 
 
@@ -94,7 +94,7 @@ def test_health_is_503_with_a_reason_until_a_model_is_ready():
 def test_a_missing_bundle_keeps_the_app_not_ready_and_says_why(tmp_path, caplog):
     app = create_app({"MODEL_URI": str(tmp_path / "no-such-bundle"), "MODEL_RETRY_SECONDS": 0.05})
     holder = model_holder(app)
-    assert not holder.wait_until_settled(timeout=1.0)
+    assert not holder.wait_until_ready(timeout=1.0)
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert response.get_json()["reason"].startswith("model not ready:")

@@ -22,7 +22,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def page_url(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
-    assert model_holder(app).wait_until_settled(timeout=60), model_holder(app).reason
+    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -34,7 +34,7 @@ BATCH_SIZE = Histogram(
 PREDICTIONS = Counter("sentiment_predictions_total", "Predicted labels (raw drift signal)", ["label"])
 MODEL_LOAD_SECONDS = Gauge(
     "sentiment_model_load_seconds",
-    "Seconds the last model load took (fetch, verify, load, self-test)",
+    "Seconds the last model load took (fetch, verify, load)",
     ["version"],
     multiprocess_mode="max",
 )

@@ -72,7 +72,7 @@ class ModelHolder:
         self._thread = threading.Thread(target=self._load_until_ready, name="model-loader", daemon=True)
         self._thread.start()
 
-    def wait_until_settled(self, timeout: float) -> bool:
+    def wait_until_ready(self, timeout: float) -> bool:
         """True once the model is ready; for callers that need a loaded model (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
         while self._predictor is None and time.monotonic() < deadline:
