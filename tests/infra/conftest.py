@@ -19,6 +19,12 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
 
 from infra_mocks import RecordingMocks  # noqa: E402
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pulumi_aws warns about its own deprecated *V2 aliases when its modules load; we never use them.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws.*")
+
+
 RunPulumi = Callable[[Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
