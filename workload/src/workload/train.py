@@ -36,15 +36,28 @@ class Hyperparameters:
     weight_decay: float
     patience: int  # epochs without a better validation accuracy before stopping
     vocab_size: int
+    threads: int | None  # default torch threads; None: every core this process may use
 
 
 # Per-architecture defaults; the ngram ones were chosen on the validation carve-out of the real train split.
 DEFAULTS = {
     "ngram": Hyperparameters(
-        epochs=6, batch_size=64, learning_rate=0.02, weight_decay=0.0, patience=2, vocab_size=100_000
+        epochs=6,
+        batch_size=64,
+        learning_rate=0.02,
+        weight_decay=0.0,
+        patience=2,
+        vocab_size=100_000,
+        threads=1,  # its steps are small sparse updates: more threads only add synchronisation, measured slower
     ),
     "bilstm": Hyperparameters(
-        epochs=4, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=1, vocab_size=30_000
+        epochs=4,
+        batch_size=64,
+        learning_rate=2e-3,
+        weight_decay=0.0,
+        patience=1,
+        vocab_size=30_000,
+        threads=None,
     ),
 }
 
@@ -55,7 +68,7 @@ class TrainOptions:
     epochs: int | None = None  # None: the architecture's default
     seed: int = 0
     device: str = "auto"
-    threads: int | None = None  # None: every core this process may use
+    threads: int | None = None  # None: the architecture's default
     validation_fraction: float = 0.1
     split_seed: int = 0
 
@@ -120,7 +133,7 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
             raise WorkloadError("--epochs must be at least 1")
         hyper = replace(hyper, epochs=options.epochs)
     device = resolve_device(options.device)
-    threads = configure_threads(options.threads)
+    threads = configure_threads(options.threads or hyper.threads)
     seed_everything(options.seed)
     started = time.perf_counter()
 
