@@ -38,10 +38,9 @@ def ec2(monkeypatch):
 
 @pytest.fixture
 def outputs_file(ec2, tmp_path):
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     template = ec2.create_launch_template(
         LaunchTemplateName="training",
-        LaunchTemplateData={"ImageId": image_id, "InstanceType": "c7i.2xlarge"},
+        LaunchTemplateData={"ImageId": "ami-0123456789abcdef0", "InstanceType": "c7i.2xlarge"},
     )["LaunchTemplate"]
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"training_launch_template_id": template["LaunchTemplateId"], "region": REGION}))
