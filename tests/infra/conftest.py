@@ -17,7 +17,7 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from infra_mocks import RecordingMocks  # noqa: E402
+from infra_mocks import RecordingMocks, record_resource_options  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,6 +33,12 @@ def pulumi_mocks() -> RecordingMocks:
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="imdb-sentiment", stack="test", preview=False)
     return mocks
+
+
+@pytest.fixture
+def resource_options(pulumi_mocks: RecordingMocks) -> dict[str, pulumi.ResourceOptions]:
+    """Each resource's options by name (the mocks never see options such as ignore_changes)."""
+    return record_resource_options()
 
 
 @pytest.fixture

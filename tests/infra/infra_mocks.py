@@ -138,3 +138,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         found = self.of_type(typ)
         assert len(found) == 1, f"expected exactly one {typ}, found {[r.name for r in found]}"
         return found[0]
+
+
+def record_resource_options() -> dict[str, pulumi.ResourceOptions]:
+    """Collect every resource's options by name from now on, through a stack transformation (which the SDK
+    applies in-process, unlike the engine-side transforms, so it also works under mocks)."""
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        options[args.name] = args.opts
+
+    pulumi.runtime.register_stack_transformation(record)
+    return options

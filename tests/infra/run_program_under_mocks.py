@@ -4,7 +4,8 @@ Usage: python tests/infra/run_program_under_mocks.py Pulumi.<stack>.yaml OUT.jso
 
 The Pulumi Python runtime keeps process-wide state, so each stack runs in its own process. Config is what the
 CLI would hand the program: the stack file's values over the defaults declared in Pulumi.yaml. OUT.json gets
-`{"resources": [...], "outputs": {...}, "calls": [...]}` with every resource's inputs and fabricated state.
+`{"resources": [...], "outputs": {...}, "calls": [...], "ignore_changes": {...}}` with every resource's
+inputs and fabricated state.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ def main(stack_file: Path, out_file: Path) -> None:
     os.chdir(REPO_ROOT)
 
     import pulumi
-    from infra_mocks import RecordingMocks
+    from infra_mocks import RecordingMocks, record_resource_options
 
     mocks = RecordingMocks()
     stack_name = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
     pulumi.runtime.set_mocks(mocks, project="imdb-sentiment", stack=stack_name, preview=False)
     outputs: dict[str, Any] = {}
+    options = record_resource_options()
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[None]:
@@ -68,6 +70,7 @@ def main(stack_file: Path, out_file: Path) -> None:
         "resources": [dataclasses.asdict(resource) for resource in mocks.resources],
         "outputs": outputs,
         "calls": mocks.calls,
+        "ignore_changes": {name: opts.ignore_changes for name, opts in options.items() if opts.ignore_changes},
     }
     out_file.write_text(json.dumps(result, indent=1, default=repr))
 

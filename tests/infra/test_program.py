@@ -33,6 +33,7 @@ class Program:
         self.stack: str = result["stack"]
         self.resources: list[dict[str, Any]] = result["resources"]
         self.outputs: dict[str, Any] = result["outputs"]
+        self.ignore_changes: dict[str, list[str]] = result["ignore_changes"]
         self.config = stack_config
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
@@ -195,6 +196,8 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert service["deploymentMinimumHealthyPercent"] == 100
     assert service["deploymentMaximumPercent"] == 200
     assert service["healthCheckGracePeriodSeconds"] > 0
+    # Autoscaling owns the count after creation; `pulumi up` must not reset it.
+    assert program.ignore_changes == {"api-service": ["desiredCount"]}
     cpu = [
         p["inputs"]["targetTrackingScalingPolicyConfiguration"]
         for p in program.of_type("aws:appautoscaling/policy:Policy")

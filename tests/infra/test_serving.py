@@ -89,8 +89,11 @@ def test_only_the_load_balancer_reaches_the_tasks(run_pulumi, pulumi_mocks):
     assert to_alb == [80, 443]
 
 
-def test_service_rolls_back_failed_deployments_and_leaves_the_count_to_autoscaling(run_pulumi, pulumi_mocks):
+def test_service_rolls_back_failed_deployments_and_leaves_the_count_to_autoscaling(
+    run_pulumi, pulumi_mocks, resource_options
+):
     out = run_pulumi(build)
+    assert resource_options["api-service"].ignore_changes == ["desiredCount"]
     service = pulumi_mocks.one("aws:ecs/service:Service").inputs
     assert service["desiredCount"] == 2
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
