@@ -53,7 +53,11 @@ class TrainingArgs:
     ami_ssm_parameter: str
     use_spot: bool
     volume_size_gb: int
+    arch: str
+    """Model architecture (`python -m workload train --arch`)."""
     epochs: int
+    max_run_minutes: int
+    """Hard limit on a run: the instance schedules its own shutdown this long after boot."""
     log_retention_days: int
     run_tags: dict[str, str]
     """Tags for the instances and volumes a run creates (the provider's default tags do not reach them)."""
@@ -125,7 +129,9 @@ class TrainingCompute(pulumi.ComponentResource):
                         "REGION": args.region,
                         "REGISTRY": values["IMAGE"].split("/", 1)[0],
                         "RAW_KEY": RAW_ARCHIVE_KEY,
+                        "ARCH": args.arch,
                         "EPOCHS": str(args.epochs),
+                        "MAX_RUN_MINUTES": str(args.max_run_minutes),
                     }
                 ).encode()
             ).decode()

@@ -14,24 +14,25 @@ export AWS_DEFAULT_REGION="$REGION"  # for the AWS CLI and boto3 alike
 
 WORK_DIR=/opt/imdb-training
 LOG_FILE=/var/log/imdb-training.log
-mkdir -p "$WORK_DIR"
-exec >>"$LOG_FILE" 2>&1
-
-INSTANCE_ID="$(cat /var/lib/cloud/data/instance-id)"
-RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-${INSTANCE_ID}"
-DATA_URI="s3://${BUCKET}/processed/${RUN_ID}"
-MODEL_URI="s3://${BUCKET}/models/${RUN_ID}"
+RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
 
 finish() {
     local status=$?
     echo "training run ${RUN_ID} finished with exit status ${status}"
     aws s3 cp --only-show-errors "$LOG_FILE" "s3://${BUCKET}/logs/training/${RUN_ID}.log" || true
-    # Give the CloudWatch agent a moment to ship the last lines before power-off.
-    sleep 10
+    sleep 10  # let the CloudWatch agent ship the last lines
     shutdown -h now
 }
+# Armed before anything can fail, so every outcome ends in termination.
 trap finish EXIT
+# Dead man's switch: a run that hangs (a stuck download, a wedged GPU) still powers off in time.
+shutdown -h "+${MAX_RUN_MINUTES}"
 
+mkdir -p "$WORK_DIR"
+exec >>"$LOG_FILE" 2>&1
+RUN_ID="${RUN_ID}-$(cat /var/lib/cloud/data/instance-id)"
+DATA_URI="s3://${BUCKET}/processed/${RUN_ID}"
+MODEL_URI="s3://${BUCKET}/models/${RUN_ID}"
 echo "training run ${RUN_ID}: image ${IMAGE}, model will be ${MODEL_URI}"
 
 dnf install -y --quiet python3.11 awscli-2 amazon-cloudwatch-agent
@@ -44,7 +45,7 @@ AGENT
     -c "file:${WORK_DIR}/cloudwatch-agent.json"
 
 # The same wheel the API image runs, taken out of that image by digest.
-aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$REGISTRY"
+aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"
 docker pull --quiet "$IMAGE"
 container_id="$(docker create "$IMAGE")"
 docker cp "${container_id}:/opt/dist" "$WORK_DIR/dist"
@@ -53,7 +54,7 @@ wheels=("$WORK_DIR"/dist/*.whl)
 
 python3.11 -m venv "$WORK_DIR/venv"
 if nvidia-smi --list-gpus >/dev/null 2>&1; then
-    torch_index=()  # PyPI's torch wheels are CUDA builds
+    torch_index=()  # PyPI's Linux torch wheels are the CUDA builds
 else
     torch_index=(--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple)
 fi
@@ -61,7 +62,7 @@ fi
 workload=("$WORK_DIR/venv/bin/python" -m workload)
 
 "${workload[@]}" ingest --source "s3://${BUCKET}/${RAW_KEY}" --output "$DATA_URI"
-"${workload[@]}" train --data "$DATA_URI" --output "$MODEL_URI" --epochs "$EPOCHS" --device auto
+"${workload[@]}" train --data "$DATA_URI" --output "$MODEL_URI" --arch "$ARCH" --epochs "$EPOCHS" --device auto
 "${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split test | tee "$WORK_DIR/evaluation.txt"
 tail -n 1 "$WORK_DIR/evaluation.txt" >"$WORK_DIR/evaluation.json"
 aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" "s3://${BUCKET}/logs/training/${RUN_ID}.evaluation.json"

@@ -20,7 +20,9 @@ ARGS = TrainingArgs(
     ami_ssm_parameter="/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
     use_spot=True,
     volume_size_gb=80,
+    arch="bilstm",
     epochs=4,
+    max_run_minutes=90,
     log_retention_days=14,
     run_tags={"project": "imdb-sentiment", "stack": "test", "owner": "me"},
 )
@@ -92,9 +94,14 @@ def test_user_data_is_rendered_with_the_run_settings(run_pulumi, pulumi_mocks, s
         "readonly REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com",
         f"readonly LOG_GROUP={out['logs']}",
         "readonly RAW_KEY=raw/aclImdb_v1.tar.gz",
+        "readonly ARCH=bilstm",
         "readonly EPOCHS=4",
+        "readonly MAX_RUN_MINUTES=90",
     ):
         assert line in script.splitlines(), line
+    # Termination is armed before the first step that can fail, with a timed shutdown as the backstop.
+    assert script.index("trap finish EXIT") < script.index("dnf install")
+    assert 'shutdown -h "+${MAX_RUN_MINUTES}"' in script
     shell_check(script)
 
 
