@@ -38,7 +38,6 @@ class _Alarm:
 class Monitoring(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
     dashboard_url: pulumi.Output[str]
-    alarm_names: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:monitoring:Monitoring", name, None, opts)
@@ -50,9 +49,8 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-alerts-email", topic=topic.arn, protocol="email", endpoint=args.alert_email, opts=child
             )
 
-        self.alarm_names = []
         for alarm_name, alarm in self._alarms(args).items():
-            metric_alarm = aws.cloudwatch.MetricAlarm(
+            aws.cloudwatch.MetricAlarm(
                 f"{name}-{alarm_name}",
                 alarm_description=alarm.description,
                 namespace=alarm.namespace,
@@ -70,7 +68,6 @@ class Monitoring(pulumi.ComponentResource):
                 ok_actions=[topic.arn],
                 opts=child,
             )
-            self.alarm_names.append(metric_alarm.name)
 
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",

@@ -94,7 +94,7 @@ class Serving(pulumi.ComponentResource):
         )
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-api",
+            family=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",  # one family per stack in an account
             cpu=str(args.cpu),
             memory=str(args.memory),
             network_mode="awsvpc",
