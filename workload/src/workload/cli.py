@@ -122,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # our own progress at INFO; libraries (botocore is chatty at INFO) only from WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("workload").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.handler(args)
     except WorkloadError as exc:

@@ -1,0 +1,118 @@
+"""The command-line contract: --help everywhere, one-line errors, evaluate's JSON, and S3 end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import boto3
+import pytest
+from workload.cli import main
+
+COMMANDS = ["ingest", "train", "evaluate", "predict", "serve", "launch-training"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_help_does_not_import_heavy_libraries():
+    probe = "import sys; from workload.cli import build_parser; build_parser(); print(sorted(sys.modules))"
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.replace(
+            "'", '"'
+        )
+    )
+    assert not {"torch", "tokenizers", "boto3", "numpy"} & set(loaded)
+
+
+def test_argument_errors_keep_argparse_exit_status(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", "x"])  # --output missing
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["ingest", "--output", "x", "--sample", "0"])
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_workload_errors_are_one_line_with_exit_1(tmp_path, capsys):
+    assert main(["ingest", "--source", str(tmp_path / "missing.tar.gz"), "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no such source") and err.count("\n") == 1
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 1
+    assert "error: no model bundle" in capsys.readouterr().err
+
+
+def last_json_line(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_evaluate_prints_metrics_json_last(tiny_bundle, processed_data, capsys):
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(processed_data), "--split", "test"]) == 0
+    result = last_json_line(capsys.readouterr().out)
+    assert result["n"] == 60 and result["split"] == "test"
+    assert result["accuracy"] >= 0.9 and 0.0 <= result["f1"] <= 1.0
+    matrix = result["confusion_matrix"]["matrix"]
+    assert sum(map(sum, matrix)) == 60 and result["accuracy"] == (matrix[0][0] + matrix[1][1]) / 60
+    assert result["examples_per_second"] > 0 and result["model_version"].startswith("ngram-")
+
+
+def test_evaluate_validation_uses_the_training_carve_out(tiny_bundle, processed_data, capsys):
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(processed_data), "--split", "validation"]) == 0
+    metrics = json.loads((tiny_bundle / "metrics.json").read_text())
+    result = last_json_line(capsys.readouterr().out)
+    assert result["n"] == metrics["n_validation"]
+    assert result["accuracy"] == pytest.approx(metrics["validation_accuracy"])
+
+
+def test_evaluate_without_a_test_split_says_so(tiny_bundle, tmp_path, capsys):
+    from workload.synthetic import write_aclimdb_tarball
+
+    tarball = write_aclimdb_tarball(tmp_path / "t.tar.gz", n_train=5, n_unsup=0, splits=("train",))
+    assert main(["ingest", "--source", str(tarball), "--output", str(tmp_path / "data")]) == 0
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(tmp_path / "data")]) == 1
+    assert "has no test split" in capsys.readouterr().err
+
+
+def test_predict_prints_label_and_score_per_text(tiny_bundle, capsys):
+    assert main(["predict", "--model", str(tiny_bundle), "The movie was amazing!", "A dull, boring waste."]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["positive", "negative"]
+    assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workload", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+@pytest.mark.integration
+def test_ingest_train_evaluate_predict_against_s3(synthetic_tarball, embedded_s3, s3_bucket, tmp_path):
+    env = {**embedded_s3.child_env(), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    boto3.client("s3").upload_file(str(synthetic_tarball), s3_bucket, "raw/aclImdb.tar.gz")
+    data, model = f"s3://{s3_bucket}/processed", f"s3://{s3_bucket}/models/v1"
+
+    ingested = run_cli(env, "ingest", "--source", f"s3://{s3_bucket}/raw/aclImdb.tar.gz", "--output", data)
+    assert ingested.returncode == 0, ingested.stderr
+    trained = run_cli(env, "train", "--data", data, "--output", model, "--epochs", "2")
+    assert trained.returncode == 0, trained.stderr
+    keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert "processed/manifest.json" in keys and "models/v1/manifest.json" in keys
+    assert "models/v1/weights.safetensors" in keys
+
+    evaluated = run_cli(env, "evaluate", "--model", model, "--data", data, "--split", "test")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert last_json_line(evaluated.stdout)["accuracy"] >= 0.9
+    predicted = run_cli(env, "predict", "--model", model, "The movie was amazing!")
+    assert predicted.returncode == 0 and predicted.stdout.startswith("positive\t")
+
+    again = run_cli(env, "train", "--data", data, "--output", model, "--epochs", "1")
+    assert again.returncode == 1 and "refusing to overwrite" in again.stderr
+    missing = run_cli(env, "ingest", "--source", f"s3://{s3_bucket}/raw/nope.tar.gz", "--output", data + "2")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no such S3 object")

@@ -1,0 +1,49 @@
+"""S3 URIs: clear errors for a missing bucket or object, and the manifest-last publish order."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from workload.errors import WorkloadError
+
+from workload import storage
+
+
+def test_split_and_join_s3_uris():
+    assert storage.split_s3("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert storage.join("s3://bucket", "x.json") == "s3://bucket/x.json"
+    assert storage.join("s3://bucket/p", "x.json") == "s3://bucket/p/x.json"
+    with pytest.raises(WorkloadError, match="no bucket"):
+        storage.split_s3("s3:///key")
+
+
+@pytest.mark.integration
+def test_missing_bucket_and_object_are_clear_errors(s3_bucket, tmp_path):
+    with pytest.raises(WorkloadError, match="no such S3 bucket"):
+        storage.read_bytes("s3://no-such-bucket-here/x")
+    with pytest.raises(WorkloadError, match="no such S3 object"):
+        storage.download_file(f"s3://{s3_bucket}/missing", tmp_path / "x")
+    assert not storage.exists(f"s3://{s3_bucket}/missing")
+
+
+@pytest.mark.integration
+def test_publish_folder_uploads_manifest_last_and_replaces_stale_files(s3_bucket, tmp_path, monkeypatch):
+    uri = f"s3://{s3_bucket}/out"
+    order: list[str] = []
+    real_upload = storage.upload_file
+    monkeypatch.setattr(
+        storage, "upload_file", lambda path, target: (order.append(path.name), real_upload(path, target))
+    )
+    for round_files in (["a.txt", "old.txt"], ["a.txt", "b.txt"]):
+        order.clear()
+        folder = tmp_path / "stage"
+        folder.mkdir()
+        for name in [*round_files, "manifest.json"]:
+            (folder / name).write_text(name)
+        storage.publish_folder(folder, uri, replace=True)
+        assert order[-1] == "manifest.json" and not folder.exists()
+    assert storage.list_names(uri) == ["a.txt", "b.txt", "manifest.json"]
+    assert boto3.client("s3").get_object(Bucket=s3_bucket, Key="out/b.txt")["Body"].read() == b"b.txt"
+    with pytest.raises(WorkloadError, match="refusing to overwrite"):
+        (tmp_path / "again").mkdir()
+        storage.publish_folder(tmp_path / "again", uri)
