@@ -284,3 +284,18 @@ def test_training_user_data_targets_this_stack_and_passes_shell_checks(program, 
     assert f"readonly IMAGE={program.outputs['image']}" in script
     assert "shutdown -h now" in script and "trap finish EXIT" in script
     shell_check(script)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_set_only_declared_keys_of_the_declared_type(stack):
+    """A typo in a stack file would otherwise be ignored silently and the default used instead."""
+    schema = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    python_types = {"string": str, "integer": int, "boolean": bool}
+    config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    for key, value in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == "aws":
+            assert name == "region", f"{key}: provider settings belong in __main__.py's explicit provider"
+            continue
+        assert namespace == "imdb-sentiment" and name in schema, f"{key} is not declared in Pulumi.yaml"
+        assert type(value) is python_types[schema[name]["type"]], f"{key}: {value!r} is not a {schema[name]['type']}"

@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 from pulumi.runtime import rpc
 
 from components.registry import Registry, RegistryArgs, git_commit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ARGS = RegistryArgs(
     context_dir="workload", dockerfile="workload/Dockerfile", image_tag="abc1234", keep_images=7, force_delete=False
