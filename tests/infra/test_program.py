@@ -299,3 +299,12 @@ def test_stack_files_set_only_declared_keys_of_the_declared_type(stack):
             continue
         assert namespace == "imdb-sentiment" and name in schema, f"{key} is not declared in Pulumi.yaml"
         assert type(value) is python_types[schema[name]["type"]], f"{key}: {value!r} is not a {schema[name]['type']}"
+
+
+def test_every_schema_key_is_typed_described_and_defaults_to_its_type():
+    schema = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    python_types = {"string": str, "integer": int, "boolean": bool}
+    for key, spec in schema.items():
+        assert spec.get("description"), f"{key} has no description"
+        if "default" in spec:
+            assert type(spec["default"]) is python_types[spec["type"]], f"{key}: default is not a {spec['type']}"
