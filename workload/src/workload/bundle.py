@@ -165,7 +165,8 @@ def fetch(model_uri: str, cache_dir: Path | None = None) -> tuple[Path, dict]:
     if not storage.is_s3(model_uri):
         folder = Path(model_uri)
         return folder, verify_folder(folder)
-    manifest = _parse_manifest(storage.read_bytes(storage.join(model_uri, MANIFEST)), model_uri)
+    manifest_bytes = storage.read_bytes(storage.join(model_uri, MANIFEST))
+    manifest = _parse_manifest(manifest_bytes, model_uri)
     remote = set(storage.list_names(model_uri)) - {MANIFEST}
     if remote - set(manifest["files"]):
         unlisted = sorted(remote - set(manifest["files"]))[0]
@@ -183,7 +184,7 @@ def fetch(model_uri: str, cache_dir: Path | None = None) -> tuple[Path, dict]:
     try:
         for name in manifest["files"]:
             storage.download_file(storage.join(model_uri, name), staging / name)
-        (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        (staging / MANIFEST).write_bytes(manifest_bytes)
         verify_folder(staging, model_uri)
         try:
             staging.rename(target)

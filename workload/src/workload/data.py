@@ -24,10 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from workload import storage
 from workload.errors import WorkloadError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -72,10 +75,12 @@ def _decode(raw: bytes, name: str) -> str:
 
 
 class _HashingReader(io.RawIOBase):
-    """Hashes every byte read through it, so a tarball is checksummed in the same pass that parses it."""
+    """Hashes every byte read through it (so a tarball is checksummed in the same pass that parses it) and
+    reports progress on a terminal."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], progress: tqdm) -> None:
         self._raw = raw
+        self._progress = progress
         self.digest = hashlib.sha256()
 
     def readable(self) -> bool:
@@ -85,6 +90,7 @@ class _HashingReader(io.RawIOBase):
         chunk = self._raw.read(len(buffer))
         buffer[: len(chunk)] = chunk
         self.digest.update(chunk)
+        self._progress.update(len(chunk))
         return len(chunk)
 
     def drain(self) -> str:
@@ -95,10 +101,15 @@ class _HashingReader(io.RawIOBase):
 
 def read_tarball(path: Path) -> tuple[dict[str, list[Review]], str]:
     """Stream a `.tar.gz` once (nothing is extracted to disk); return the reviews per split and its sha256."""
+    from tqdm import tqdm
+
     splits: dict[str, list[Review]] = {}
     try:
-        with path.open("rb") as handle:
-            reader = _HashingReader(handle)
+        with (
+            path.open("rb") as handle,
+            tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="read", disable=not _is_tty()) as bar,
+        ):
+            reader = _HashingReader(handle, bar)
             with tarfile.open(fileobj=reader, mode="r|gz") as tar:
                 for member in tar:
                     parsed = parse_member_name(member.name) if member.isfile() else None
@@ -265,6 +276,8 @@ class ProcessedData:
             available = ", ".join(self.manifest["splits"]) or "none"
             raise WorkloadError(f"the data at {self.uri} has no {split!r} split (available: {available})")
         path = self.folder / entry["file"]
+        if storage.is_s3(self.uri) and not path.exists():  # fetched on first use: train never needs unsup
+            storage.download_file(storage.join(self.uri, entry["file"]), path)
         if storage.sha256_file(path) != entry["sha256"]:
             raise WorkloadError(f"{entry['file']} in {self.uri} does not match its manifest checksum")
         try:
@@ -276,7 +289,7 @@ class ProcessedData:
 
 @contextmanager
 def open_processed(data_uri: str) -> Iterator[ProcessedData]:
-    """Open a processed data set; an S3 one is downloaded to a temporary folder for the duration."""
+    """Open a processed data set; an S3 one is read via a temporary folder that lives for the duration."""
     with tempfile.TemporaryDirectory(prefix="imdb-data-") as scratch:
         if storage.is_s3(data_uri):
             folder = Path(scratch)
@@ -293,9 +306,6 @@ def open_processed(data_uri: str) -> Iterator[ProcessedData]:
             raise WorkloadError(f"{MANIFEST} in {data_uri} is not valid JSON") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise WorkloadError(f"{data_uri} is not a processed data set of format {FORMAT}")
-        if storage.is_s3(data_uri):
-            for entry in manifest["splits"].values():
-                storage.download_file(storage.join(data_uri, entry["file"]), folder / entry["file"])
         yield ProcessedData(folder, manifest, hashlib.sha256(manifest_bytes).hexdigest(), data_uri)
 
 
