@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch import nn
+from torch.nn import functional
 
 from workload.data import ProcessedData, Review, split_validation
 from workload.errors import WorkloadError
@@ -122,9 +123,37 @@ def predict_logits(model: nn.Module, batch: Batch, device: torch.device, batch_s
     return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
 
 
-def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
+def _train_epoch(
+    model: SentimentModel, batch: Batch, targets: torch.Tensor, order: np.ndarray,
+    optimizers: list[torch.optim.Optimizer], batch_size: int, device: torch.device, epoch: int,
+) -> float:  # fmt: skip
+    """One pass over the training texts in `order`; returns the mean training loss."""
     from tqdm import tqdm
 
+    model.train()
+    total_loss = 0.0
+    for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not sys.stderr.isatty()):
+        indices = order[start : start + batch_size]
+        inputs = [tensor.to(device) for tensor in batch.take(indices)]
+        loss = functional.binary_cross_entropy_with_logits(model(*inputs), targets[indices].to(device))
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        total_loss += loss.item() * len(indices)
+    return total_loss / len(order)
+
+
+def _validate(model: SentimentModel, batch: Batch, labels: np.ndarray, device: torch.device) -> tuple[float, float]:
+    """Validation accuracy and loss."""
+    logits = predict_logits(model, batch, device)
+    accuracy = float(((logits > 0).astype(np.int64) == labels).mean())
+    loss = functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels).float())
+    return accuracy, float(loss)
+
+
+def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     if options.arch not in DEFAULTS:
         raise WorkloadError(f"unknown architecture {options.arch!r} (expected one of {', '.join(DEFAULTS)})")
     hyper = DEFAULTS[options.arch]
@@ -153,34 +182,19 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     featurize_seconds = time.perf_counter() - started
 
     optimizers = model.make_optimizers(hyper.learning_rate, hyper.weight_decay)
-    loss_function = nn.BCEWithLogitsLoss()
     generator = np.random.default_rng(options.seed)
     targets = torch.from_numpy(train_labels.astype(np.float32))
     history: list[dict] = []
     best_score, best_epoch, best_state = (-1.0, -np.inf), 0, copy.deepcopy(model.state_dict())
     for epoch in range(1, hyper.epochs + 1):
-        model.train()
         order = generator.permutation(len(train_batch))
-        total_loss = 0.0
-        steps = range(0, len(order), hyper.batch_size)
-        for start in tqdm(steps, desc=f"epoch {epoch}", disable=not sys.stderr.isatty(), leave=False):
-            indices = order[start : start + hyper.batch_size]
-            inputs = [tensor.to(device) for tensor in train_batch.take(indices)]
-            loss = loss_function(model(*inputs), targets[indices].to(device))
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-            total_loss += loss.item() * len(indices)
-        logits = predict_logits(model, validation_batch, device)
-        accuracy = float(((logits > 0).astype(np.int64) == validation_labels).mean())
-        validation_loss = float(loss_function(torch.from_numpy(logits), torch.from_numpy(validation_labels).float()))
+        train_loss = _train_epoch(model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch)
+        accuracy, validation_loss = _validate(model, validation_batch, validation_labels, device)
         history.append(
-            {"epoch": epoch, "train_loss": total_loss / len(order), "validation_loss": validation_loss,
+            {"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
              "validation_accuracy": accuracy}
         )  # fmt: skip
-        log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, total_loss / len(order),
+        log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, train_loss,
                  validation_loss, accuracy)  # fmt: skip
         # select on accuracy; the loss breaks ties (a small validation set saturates accuracy early)
         if (accuracy, -validation_loss) > best_score:
