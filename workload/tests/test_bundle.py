@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import torch
 from workload.bundle import MANIFEST, BundleError, Prediction, Predictor, verify_folder, write_bundle
 from workload.data import open_processed
 from workload.train import TrainOptions, train
@@ -114,3 +115,17 @@ def test_s3_bundle_with_a_tampered_object_is_rejected(tiny_bundle, s3_bucket, tm
     with pytest.raises(BundleError, match=r"altered: config\.json"):
         Predictor.load(uri, cache_dir=tmp_path / "cache")
     assert not [path for path in (tmp_path / "cache").iterdir() if not path.name.startswith(".")]
+
+
+def test_bilstm_bundle_round_trips(processed_data, tmp_path):
+    with open_processed(str(processed_data)) as data:
+        trained = train(data, TrainOptions(arch="bilstm", epochs=1, threads=1))
+        write_bundle(str(tmp_path / "lstm"), trained=trained, data_manifest_sha256="0" * 64, data_uri="local")
+    predictor = Predictor.load(str(tmp_path / "lstm"))
+    assert predictor.manifest["arch"] == "bilstm"
+    texts = [POSITIVE, NEGATIVE, ""]
+    trained.model.eval()
+    batch = trained.model.featurize(trained.tokenizer, texts)
+    with torch.inference_mode():
+        expected = torch.sigmoid(trained.model(*batch.all())).tolist()
+    assert [prediction.score for prediction in predictor.predict(texts)] == pytest.approx(expected, abs=1e-6)
