@@ -340,6 +340,8 @@ class Demo:
 
 
 def main() -> int:
+    # Ctrl-C must stop the demo even when it was started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
     sample = os.environ.get("DEMO_SAMPLE") or None
