@@ -47,3 +47,15 @@ def test_publish_folder_uploads_manifest_last_and_replaces_stale_files(s3_bucket
     with pytest.raises(WorkloadError, match="refusing to overwrite"):
         (tmp_path / "again").mkdir()
         storage.publish_folder(tmp_path / "again", uri)
+
+
+@pytest.mark.integration
+def test_missing_credentials_are_a_clear_error(s3_bucket, tmp_path, monkeypatch):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance-metadata address
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the default session caches the fixture's credentials
+    with pytest.raises(WorkloadError, match="no AWS credentials"):
+        storage.read_bytes(f"s3://{s3_bucket}/x")
