@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import NamedTuple
 
 import pytest
@@ -41,6 +42,14 @@ def real_client(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
     assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
     return app.test_client()
+
+
+def wait_for_first_verdict(holder) -> None:
+    """The first load attempt imports torch (seconds on a busy machine); wait until it has an outcome."""
+    deadline = time.monotonic() + 60
+    while holder.reason == "model is loading":
+        assert time.monotonic() < deadline, "the loader never finished its first attempt"
+        time.sleep(0.05)
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -94,13 +103,34 @@ def test_health_is_503_with_a_reason_until_a_model_is_ready():
 def test_a_missing_bundle_keeps_the_app_not_ready_and_says_why(tmp_path, caplog):
     app = create_app({"MODEL_URI": str(tmp_path / "no-such-bundle"), "MODEL_RETRY_SECONDS": 0.05})
     holder = model_holder(app)
-    assert not holder.wait_until_ready(timeout=1.0)
+    wait_for_first_verdict(holder)
+    time.sleep(0.3)  # a few retries happen meanwhile
+    assert holder.predictor is None
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert response.get_json()["reason"].startswith("model not ready:")
     # Retries do not flood the log: one line per distinct failure.
     failures = [r for r in caplog.records if r.name == "workload.model" and r.levelname == "ERROR"]
     assert len(failures) == 1 and "\n" not in failures[0].getMessage()
+
+
+def test_a_tampered_bundle_is_never_served(tiny_bundle, tmp_path, caplog):
+    import shutil
+
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    weights = next(path for path in bundle.iterdir() if path.suffix == ".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte
+    weights.write_bytes(bytes(data))
+    app = create_app({"MODEL_URI": str(bundle), "MODEL_RETRY_SECONDS": 0.05})
+    wait_for_first_verdict(model_holder(app))
+    assert model_holder(app).predictor is None
+    client = app.test_client()
+    assert client.get("/health").status_code == 503
+    assert "model not ready:" in client.get("/health").get_json()["reason"]
+    assert_error(client.post("/predict", json={"text": "The movie was amazing!"}), 503, "not_ready")
+    failures = [r for r in caplog.records if r.name == "workload.model" and r.levelname == "ERROR"]
+    assert len(failures) == 1 and weights.name in failures[0].getMessage()
 
 
 def test_a_model_failing_its_self_test_is_not_activated():
