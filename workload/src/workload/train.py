@@ -40,12 +40,14 @@ class Hyperparameters:
     threads: int | None  # default torch threads; None: every core this process may use
 
 
-# Per-architecture defaults; the ngram ones were chosen on the validation carve-out of the real train split.
+# Per-architecture defaults. The ngram ones were compared on two different validation carve-outs of the real
+# train split (split seeds 0 and 1): lr 0.05 peaked at 91.8 % on both within 1-3 epochs; 0.02 and 0.005 were
+# 0.2-0.8 points lower; 2^20 hash buckets instead of 2^22 cost ~0.4 points.
 DEFAULTS = {
     "ngram": Hyperparameters(
-        epochs=6,
+        epochs=4,
         batch_size=64,
-        learning_rate=0.02,
+        learning_rate=0.05,
         weight_decay=0.0,
         patience=2,
         vocab_size=100_000,
