@@ -276,6 +276,7 @@ def test_metrics_count_requests_labels_batches_and_latency(client):
     assert delta("sentiment_batch_size_sum") == 3
     assert delta("sentiment_http_request_duration_seconds_count", endpoint="/predict") == 2
     assert _sample(after, "sentiment_model_load_seconds", version="fake-v1") == pytest.approx(0.01)
+    assert _sample(after, "sentiment_http_requests_in_progress") == 1  # the scrape itself
 
 
 def test_openapi_document_reflects_the_configured_limits(client):

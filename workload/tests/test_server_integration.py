@@ -62,8 +62,8 @@ def _credentials(s3: EmbeddedS3) -> dict[str, str]:
     }
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
+def metric(url: str, name: str, timeout: float = 10, **labels: str) -> float:
+    text = requests.get(url + "/metrics", timeout=timeout).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -177,7 +177,17 @@ def test_sigterm_lets_an_in_flight_request_finish(live):
     ).encode()
     with socket.create_connection(("127.0.0.1", live.server.port), timeout=30) as sock:
         sock.sendall(head + body[:10])
-        time.sleep(0.5)  # the worker is now inside the request, waiting for the rest of the body
+        # Wait until a worker is inside the request, blocked on the rest of the body (the scrape counts itself).
+        # A scrape accepted by that busy worker queues behind it, so each try gets a short timeout.
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the half-sent request never reached a worker"
+            try:
+                if metric(live.url, "sentiment_http_requests_in_progress", timeout=1) >= 2:
+                    break
+            except requests.Timeout:
+                pass
+            time.sleep(0.05)
         live.server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         sock.sendall(body[10:])

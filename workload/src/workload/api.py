@@ -123,6 +123,12 @@ def _install_metrics_hooks(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
         g.request_started = time.perf_counter()
+        metrics.IN_PROGRESS.inc()
+
+    @app.teardown_request
+    def finished(_error: BaseException | None) -> None:
+        if "request_started" in g:
+            metrics.IN_PROGRESS.dec()
 
     @app.after_request
     def record(response: Response) -> Response:

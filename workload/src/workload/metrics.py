@@ -28,6 +28,11 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+IN_PROGRESS = Gauge(
+    "sentiment_http_requests_in_progress",
+    "Requests being handled now (a scrape counts itself)",
+    multiprocess_mode="livesum",
+)
 BATCH_SIZE = Histogram(
     "sentiment_batch_size", "Reviews per /predict request", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
