@@ -31,11 +31,12 @@ def readme_shell_commands() -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def fake_tool(folder: Path, name: str, exit_code: int = 0) -> Path:
-    """A stand-in executable that appends its name and arguments to `calls.log` and exits with `exit_code`."""
+def fake_tool(folder: Path, name: str, exit_code: int = 0, output: str = "") -> Path:
+    """A stand-in executable that appends its name and arguments to `calls.log`, prints `output` and exits."""
     folder.mkdir(parents=True, exist_ok=True)
     tool = folder / name
-    tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{folder / "calls.log"}"\nexit {exit_code}\n')
+    script = f'#!/bin/sh\necho "{name} $*" >> "{folder / "calls.log"}"\n'
+    tool.write_text(script + (f"echo {output}\n" if output else "") + f"exit {exit_code}\n")
     tool.chmod(0o755)
     return folder / "calls.log"
 
@@ -74,6 +75,46 @@ def test_ci_run_calls_the_readme_test_command_and_keeps_its_exit_code(tmp_path: 
     assert calls.read_text().splitlines() == [readme_test_command]
     # pytest's 5 ("no tests collected") must fail CI like any other failure.
     assert result.returncode == exit_code
+
+
+# --- system packages for `make test` ---------------------------------------------------------------------
+
+
+def install_system_deps(bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installer with only the stand-ins in `bin_dir` on PATH (so the real Chromium is not found)."""
+    script = REPO / "scripts" / "install-system-deps.sh"
+    env = {"PATH": str(bin_dir), "HOME": str(bin_dir)}
+    return subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True)
+
+
+def test_system_deps_installs_missing_chromium_with_apt_get_as_root(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "id", output="0")
+    fake_tool(tmp_path, "apt-get")
+
+    result = install_system_deps(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    apt_calls = [call for call in calls.read_text().splitlines() if call.startswith("apt-get")]
+    assert apt_calls == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
+
+
+def test_system_deps_leaves_an_installed_chromium_alone(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "chromium")
+    fake_tool(tmp_path, "apt-get")
+
+    assert install_system_deps(tmp_path).returncode == 0
+    assert not calls.exists() or "apt-get" not in calls.read_text()
+
+
+def test_system_deps_without_root_or_sudo_warns_and_lets_the_tests_skip(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "id", output="1000")
+    fake_tool(tmp_path, "apt-get")
+
+    result = install_system_deps(tmp_path)
+
+    assert result.returncode == 0
+    assert "warning: missing system packages: chromium" in result.stderr
+    assert "apt-get" not in calls.read_text()
 
 
 # --- Makefile ---------------------------------------------------------------------------------------------
