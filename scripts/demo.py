@@ -370,6 +370,9 @@ def main() -> int:
         print(f"demo failed at step '{demo.current_step}': {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C must not cut the cleanup short and leave gunicorn or moto running.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         demo.close()
     return 0
 

@@ -171,3 +171,12 @@ def test_demo_serves_the_web_page_until_ctrl_c_then_cleans_up(tmp_path: Path, ma
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
     assert wait_until_gone(marker) == [], "the demo left processes behind"
+
+
+@pytest.mark.parametrize("setting", ["DEMO_SAMPLE", "DEMO_EPOCHS"])
+def test_demo_rejects_a_bad_number_before_starting_anything(tmp_path: Path, marker: str, setting: str) -> None:
+    result = run_demo(demo_env(tmp_path, marker, **{setting: "ten"}))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"demo: {setting} must be a positive whole number, not 'ten'"
+    assert result.stdout == ""
