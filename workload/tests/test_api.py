@@ -144,6 +144,15 @@ def test_a_model_failing_its_self_test_is_not_activated():
     assert app.test_client().get("/health").status_code == 503
 
 
+def test_health_is_503_while_sibling_workers_are_still_loading(client, monkeypatch, tmp_path):
+    # Under gunicorn each worker publishes its readiness in the shared metrics directory; here none has.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("SERVE_WORKER_COUNT", "2")
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "not_ready", "reason": "2 of 2 workers are still loading the model"}
+
+
 def test_health_reports_the_version_when_ready(client):
     assert client.get("/health").get_json() == {"status": "ready", "model_version": "fake-v1"}
     assert client.get("/health/live").get_json() == {"status": "alive"}

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from workload import metrics
 from workload.api_errors import HTTP_ERROR_CODES, ApiError
-from workload.model_state import ModelHolder
+from workload.model_state import ModelHolder, workers_still_loading
 from workload.openapi import openapi_document
 from workload.schemas import PredictRequest, parse_predict_request
 from workload.settings import ServeSettings
@@ -86,8 +86,9 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     @app.get("/health")
     def health() -> tuple[Response, int]:
         predictor = holder.predictor
-        if predictor is None:
-            return jsonify(status="not_ready", reason=holder.reason), 503
+        reason = holder.reason if predictor is None else workers_still_loading()
+        if predictor is None or reason is not None:
+            return jsonify(status="not_ready", reason=reason), 503
         return jsonify(status="ready", model_version=predictor.version), 200
 
     @app.get("/health/live")

@@ -29,6 +29,8 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
 # Inference is CPU-bound and single-threaded per worker: one worker per core, and at least two so that a
 # long batch on one worker never leaves the health check waiting. Each worker holds its own model copy.
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
+# Workers read this to answer /health for the whole service (see workload.model_state.workers_still_loading).
+os.environ["SERVE_WORKER_COUNT"] = str(workers)
 # gthread with one thread: one request at a time per worker (CPU-bound), but idle keep-alive connections
 # (ALB, load generators) are parked in the worker's poller instead of occupying it.
 worker_class = "gthread"

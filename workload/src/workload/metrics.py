@@ -8,6 +8,7 @@ test client, `flask run`) the default single-process registry is used.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,20 @@ MODEL_LOAD_SECONDS = Gauge(
     multiprocess_mode="max",
 )
 MODEL_READY = Gauge("sentiment_model_ready", "1 in each worker whose model is ready", multiprocess_mode="livesum")
+
+
+def ready_worker_count() -> int | None:
+    """Live workers whose model is ready, summed from the shared files; None outside multiprocess mode.
+
+    Reads only the live-sum gauge files, so `/health` stays cheap."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return None
+    files = [str(path) for path in Path(directory).glob("gauge_livesum_*.db")]
+    for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=False):
+        if metric.name == "sentiment_model_ready":
+            return int(sum(sample.value for sample in metric.samples))
+    return 0
 
 
 def render() -> tuple[bytes, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("workload.model")
 
 SELF_TEST_TEXTS = ("The movie was amazing!", "A dull, boring waste of two hours.")
+
+
+# Set by gunicorn.conf.py: how many workers the service runs, so one worker can tell whether all are ready.
+WORKER_COUNT_ENV = "SERVE_WORKER_COUNT"
+
+
+def workers_still_loading() -> str | None:
+    """Why the service as a whole is not ready although this worker is, or None.
+
+    Readiness is reported for the service, not the worker that happens to answer: a load balancer that got
+    200 from a ready worker would otherwise send traffic to a sibling still loading (and get 503s)."""
+    expected = int(os.environ.get(WORKER_COUNT_ENV) or 0)
+    ready = metrics.ready_worker_count()
+    if not expected or ready is None or ready >= expected:
+        return None
+    return f"{expected - ready} of {expected} workers are still loading the model"
 
 
 class ModelNotUsable(Exception):
