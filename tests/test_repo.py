@@ -90,12 +90,25 @@ def install_system_deps(bin_dir: Path) -> subprocess.CompletedProcess[str]:
 def test_system_deps_installs_missing_chromium_with_apt_get_as_root(tmp_path: Path) -> None:
     calls = fake_tool(tmp_path, "id", output="0")
     fake_tool(tmp_path, "apt-get")
+    fake_tool(tmp_path, "apt-cache")
 
     result = install_system_deps(tmp_path)
 
     assert result.returncode == 0, result.stderr
     apt_calls = [call for call in calls.read_text().splitlines() if call.startswith("apt-get")]
     assert apt_calls == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
+
+
+def test_system_deps_warns_when_apt_has_no_chromium_package(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "id", output="0")
+    fake_tool(tmp_path, "apt-get")
+    fake_tool(tmp_path, "apt-cache", exit_code=100)
+
+    result = install_system_deps(tmp_path)
+
+    assert result.returncode == 0
+    assert "warning: no apt package 'chromium' here" in result.stderr
+    assert [call for call in calls.read_text().splitlines() if call.startswith("apt-get")] == ["apt-get update -qq"]
 
 
 def test_system_deps_leaves_an_installed_chromium_alone(tmp_path: Path) -> None:
