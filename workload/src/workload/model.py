@@ -36,9 +36,10 @@ class ModelConfig:
     nb_offset: float = 0.4  # the learned factor starts at w + offset = offset for every feature
     nb_scale: float = 0.1  # r is scaled down so that the starting logits are O(1), not saturated
     nb_smoothing: float = 1.0
-    embedding_dim: int = 128
-    hidden_dim: int = 128
-    max_tokens: int = 400  # bilstm truncates longer reviews
+    # bilstm sizes: 64/64/256 trains ~4x faster per batch on CPU than 128/128/400 (measured)
+    embedding_dim: int = 64
+    hidden_dim: int = 64
+    max_tokens: int = 256  # bilstm truncates longer reviews
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -54,7 +54,7 @@ DEFAULTS = {
         threads=1,  # its steps are small sparse updates: more threads only add synchronisation, measured slower
     ),
     "bilstm": Hyperparameters(
-        epochs=4,
+        epochs=3,
         batch_size=64,
         learning_rate=2e-3,
         weight_decay=0.0,
