@@ -49,6 +49,24 @@ def test_model_overfits_a_tiny_set(arch):
     assert losses[-1] < 0.1 * losses[0]
 
 
+@pytest.mark.parametrize("arch", ["ngram", "bilstm"])
+def test_inference_scorer_matches_the_trained_forward_pass(arch):
+    """The API scores with `inference_scorer` (folded numpy weights for ngram): it must equal sigmoid(forward)."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(TEXTS, vocab_size=200, min_frequency=1)
+    model = build_model(ModelConfig(arch=arch, vocab_size=tokenizer.get_vocab_size(), n_buckets=1 << 12, hidden_dim=8))
+    texts = [*TEXTS, ""]  # an empty review scores the bias alone
+    batch = model.featurize(tokenizer, texts)
+    model.fit_prior(batch, np.append(LABELS, 0))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))  # not the zero init: every weight must take part
+    model.eval()
+    with torch.inference_mode():
+        expected = torch.sigmoid(model(*batch.all())).numpy()
+    np.testing.assert_allclose(model.inference_scorer()(batch), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_bag_batch_take_gathers_the_chosen_texts():
     tokenizer = build_tokenizer(TEXTS, vocab_size=200, min_frequency=1)
     model = build_model(ModelConfig(vocab_size=tokenizer.get_vocab_size(), n_buckets=1 << 12))

@@ -204,6 +204,7 @@ class Predictor:
         self.manifest = manifest
         self.config = config
         self.version: str = manifest["version"]
+        self._score = model.inference_scorer()
 
     @classmethod
     def load(cls, model_uri: str, cache_dir: Path | None = None) -> Predictor:
@@ -226,16 +227,13 @@ class Predictor:
         return cls(model, tokenizer, manifest, config)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        import torch
-
         if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
             raise WorkloadError("predict expects a sequence of strings")
         predictions: list[Prediction] = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), _PREDICT_CHUNK):
-                batch = self.model.featurize(self.tokenizer, texts[start : start + _PREDICT_CHUNK])
-                scores = torch.sigmoid(self.model(*batch.all())).tolist()
-                predictions.extend(Prediction("positive" if s >= 0.5 else "negative", s) for s in scores)
+        for start in range(0, len(texts), _PREDICT_CHUNK):
+            batch = self.model.featurize(self.tokenizer, texts[start : start + _PREDICT_CHUNK])
+            scores = self._score(batch).tolist()
+            predictions.extend(Prediction("positive" if s >= 0.5 else "negative", s) for s in scores)
         return predictions
 
     def self_test(self) -> None:

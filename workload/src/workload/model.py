@@ -10,7 +10,7 @@ Each model turns texts into its own batch type (`featurize`) and is trained by t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
@@ -54,6 +54,10 @@ class ModelConfig:
         if config.arch not in ARCHITECTURES:
             raise WorkloadError(f"unknown architecture {config.arch!r} (expected one of {', '.join(ARCHITECTURES)})")
         return config
+
+
+# Scores a featurized batch as P(positive) per text, for inference only (no gradients).
+Scorer = Callable[["BagBatch | SequenceBatch"], np.ndarray]
 
 
 class Batch(Protocol):
@@ -142,6 +146,24 @@ class NgramNB(nn.Module):
         prior = functional.embedding_bag(features, self.ratio, offsets, mode="sum")
         return (learned + self.config.nb_offset * prior).squeeze(1) + self.bias
 
+    def inference_scorer(self) -> Scorer:
+        """P(positive) from frozen weights: one gather and one sum per text, no torch dispatch on the hot path.
+
+        forward() computes sum_f r_f * w_f + offset * sum_f r_f, which is sum_f r_f * (w_f + offset): fold that
+        into one weight per feature once, here, instead of two embedding bags per request.
+        """
+        with torch.no_grad():
+            effective = (self.ratio * (self.weight + self.config.nb_offset)).squeeze(1).numpy().copy()
+            bias = float(self.bias)
+
+        def score(batch: BagBatch) -> np.ndarray:
+            sizes = np.diff(batch.offsets, append=len(batch.features))
+            owner = np.repeat(np.arange(len(batch)), sizes)
+            logits = np.bincount(owner, weights=effective[batch.features], minlength=len(batch)) + bias
+            return 1.0 / (1.0 + np.exp(-logits))
+
+        return score
+
     def make_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         """SparseAdam for the sparse feature weights (it has no weight decay: early stopping regularises)."""
         return [
@@ -182,6 +204,13 @@ class BiLSTMClassifier(nn.Module):
         pooled_max = states.masked_fill(~mask, float("-inf")).amax(dim=1)
         pooled_mean = (states * mask).sum(dim=1) / lengths[:, None].to(states.dtype)
         return self.head(self.dropout(torch.cat([pooled_max, pooled_mean], dim=1))).squeeze(1)
+
+    def inference_scorer(self) -> Scorer:
+        def score(batch: SequenceBatch) -> np.ndarray:
+            with torch.inference_mode():
+                return torch.sigmoid(self(*batch.all())).numpy()
+
+        return score
 
     def make_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)]
