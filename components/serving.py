@@ -263,41 +263,32 @@ class Serving(pulumi.ComponentResource):
     ) -> list[aws.lb.Listener]:
         child = pulumi.ResourceOptions(parent=self)
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
-        if not args.certificate_arn:
-            return [
-                aws.lb.Listener(
-                    f"{name}-http",
-                    load_balancer_arn=load_balancer.arn,
-                    port=80,
-                    protocol="HTTP",
-                    default_actions=[forward],
-                    opts=child,
-                )
-            ]
         redirect = aws.lb.ListenerDefaultActionArgs(
             type="redirect",
             redirect=aws.lb.ListenerDefaultActionRedirectArgs(port="443", protocol="HTTPS", status_code="HTTP_301"),
         )
-        return [
-            aws.lb.Listener(
-                f"{name}-http",
-                load_balancer_arn=load_balancer.arn,
-                port=80,
-                protocol="HTTP",
-                default_actions=[redirect],
-                opts=child,
-            ),
-            aws.lb.Listener(
-                f"{name}-https",
-                load_balancer_arn=load_balancer.arn,
-                port=443,
-                protocol="HTTPS",
-                ssl_policy=TLS_POLICY,
-                certificate_arn=args.certificate_arn,
-                default_actions=[forward],
-                opts=child,
-            ),
-        ]
+        # With a certificate, port 80 only redirects to HTTPS; without one, it serves.
+        http = aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=load_balancer.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=[redirect if args.certificate_arn else forward],
+            opts=child,
+        )
+        if not args.certificate_arn:
+            return [http]
+        https = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=load_balancer.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=args.certificate_arn,
+            default_actions=[forward],
+            opts=child,
+        )
+        return [http, https]
 
     def _autoscaling(
         self,
