@@ -76,9 +76,7 @@ def main() -> int:
         train_wall = time.perf_counter() - started
         # ru_maxrss of children: the largest so far, i.e. training's (ingest is far smaller). Linux: KiB.
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        has_test = "test" in json.loads((data / "manifest.json").read_text())["splits"]
-        split = "test" if has_test else "validation"
-        evaluation = run_cli("evaluate", "--model", str(model), "--data", str(data), "--split", split)
+        evaluation = run_cli("evaluate", "--model", str(model), "--data", str(data), "--split", "auto")
         probe = subprocess.run(
             [sys.executable, "-c", LATENCY_PROBE, str(model), TYPICAL_REVIEW], capture_output=True, text=True
         )
@@ -88,9 +86,9 @@ def main() -> int:
         report = {
             "arch": args.arch,
             "source": args.source,
-            "evaluation_split": split,
+            "evaluation_split": evaluation["split"],
             "evaluation_note": None
-            if has_test
+            if evaluation["split"] == "test"
             else "source has no test split: accuracy is on the validation "
             "carve-out of train (never trained on, but used for early stopping)",
             "accuracy": evaluation["accuracy"],

@@ -237,12 +237,6 @@ class Demo:
         partial.rename(cached)
         return cached
 
-    def evaluation_split(self, data_uri: str) -> str:
-        """`test` when the source had one; the official train-only tarball leaves the validation split."""
-        key = f"{data_uri.removeprefix(f's3://{BUCKET}/')}/manifest.json"
-        manifest = json.loads(self.s3_client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
-        return "test" if "test" in manifest.get("splits", {}) else "validation"
-
     def report_metrics(self, log: Path) -> None:
         for line in reversed(log_tail(log).splitlines()):
             with contextlib.suppress(json.JSONDecodeError):
@@ -251,6 +245,9 @@ class Demo:
                     break
         else:
             raise StepFailed("evaluate printed no JSON metrics line", log)
+        split = metrics.get("split")
+        why = "" if split == "test" else " (the source has no test split, like the offline train-only tarball)"
+        print(f"      evaluated on the {split} split{why}")
         shown = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
         for key, value in shown.items():
             print(f"      {key:>20}: {value:.4f}" if isinstance(value, float) else f"      {key:>20}: {value}")
@@ -312,10 +309,8 @@ class Demo:
             epoch_args = ["--epochs", str(epochs)] if epochs else []
             self.run_child("train", ["train", "--data", data_uri, "--output", model_uri, *epoch_args])
         with self.step("evaluate"):
-            split = self.evaluation_split(data_uri)
-            if split != "test":
-                print("      the source has no test split (the official train-only tarball): evaluating on validation")
-            log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", split])
+            # auto: the test split when the source had one, else the validation carve-out; the JSON names it
+            log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", "auto"])
             self.report_metrics(log)
         with self.step("serve"):
             base_url = self.start_server(model_uri)

@@ -1,8 +1,8 @@
 """End to end: `scripts/demo.py` (what `make demo` runs) on a generated sample, through moto_server and gunicorn.
 
-The sample is train-only, like the official tarball, so the demo also takes its "evaluate on the validation
-split" path. Every process the demo starts carries a marker in its environment, which is how the test proves
-that none is left behind.
+The sample is train-only, like the offline copy of the official tarball, so the demo's `evaluate --split auto`
+takes its "evaluate on the validation split" path. Every process the demo starts carries a marker in its
+environment, which is how the test proves that none is left behind.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_demo_trains_publishes_serves_and_answers_positive(tmp_path: Path, marke
     for step in ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request"):
         assert f"] {step}\n" in out
     assert "--sample 150" in out
-    assert "evaluating on validation" in out
+    assert "evaluated on the validation split (the source has no test split" in out
     assert "accuracy" in out
     answer = json.loads(next(line for line in out.splitlines() if line.strip().startswith("-> ")).strip()[3:])
     assert answer["label"] == "positive"
@@ -163,7 +163,7 @@ def test_demo_serves_the_web_page_until_ctrl_c_then_cleans_up(tmp_path: Path, ma
                 pytest.fail("the demo never reached 'serving until Ctrl-C':\n" + "".join(seen))
 
     page_url = next(line.split()[-1] for line in seen if line.startswith("web page: "))
-    assert "evaluating on validation" not in "".join(seen)  # this sample has a test split
+    assert "      evaluated on the test split\n" in seen  # this sample has a test split
     with urllib.request.urlopen(page_url, timeout=10) as response:
         assert response.status == 200
         assert "<form" in response.read().decode()

@@ -99,6 +99,8 @@ def test_user_data_is_rendered_with_the_run_settings(run_pulumi, pulumi_mocks, s
         "readonly MAX_RUN_MINUTES=90",
     ):
         assert line in script.splitlines(), line
+    # evaluate must also work on a train-only tarball in raw/ (no test split)
+    assert '"${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split auto |' in script
     # Termination is armed before the first step that can fail, with a timed shutdown as the backstop.
     assert script.index("trap finish EXIT") < script.index("dnf install")
     assert 'shutdown -h "+${MAX_RUN_MINUTES}"' in script

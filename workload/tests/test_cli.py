@@ -53,7 +53,8 @@ def last_json_line(output: str) -> dict:
 
 
 def test_evaluate_prints_metrics_json_last(tiny_bundle, processed_data, capsys):
-    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(processed_data), "--split", "test"]) == 0
+    # no --split: `auto` picks the test split, which this data has
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(processed_data)]) == 0
     result = last_json_line(capsys.readouterr().out)
     assert result["n"] == 60 and result["split"] == "test"
     assert result["accuracy"] >= 0.9 and 0.0 <= result["f1"] <= 1.0
@@ -70,13 +71,20 @@ def test_evaluate_validation_uses_the_training_carve_out(tiny_bundle, processed_
     assert result["accuracy"] == pytest.approx(metrics["validation_accuracy"])
 
 
-def test_evaluate_without_a_test_split_says_so(tiny_bundle, tmp_path, capsys):
+def test_evaluate_without_a_test_split(tiny_bundle, tmp_path, capsys):
+    """`--split test` says there is none; `auto` (the default) falls back to validation and says so in its JSON."""
     from workload.synthetic import write_aclimdb_tarball
 
-    tarball = write_aclimdb_tarball(tmp_path / "t.tar.gz", n_train=5, n_unsup=0, splits=("train",))
-    assert main(["ingest", "--source", str(tarball), "--output", str(tmp_path / "data")]) == 0
-    assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(tmp_path / "data")]) == 1
+    tarball = write_aclimdb_tarball(tmp_path / "t.tar.gz", n_train=20, n_unsup=0, splits=("train",))
+    data = str(tmp_path / "data")
+    assert main(["ingest", "--source", str(tarball), "--output", data]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tiny_bundle), "--data", data, "--split", "test"]) == 1
     assert "has no test split" in capsys.readouterr().err
+    for split_args in ([], ["--split", "auto"]):
+        assert main(["evaluate", "--model", str(tiny_bundle), "--data", data, *split_args]) == 0
+        result = last_json_line(capsys.readouterr().out)
+        assert result["split"] == "validation" and 0 < result["n"] < 40  # a carve-out of the 40 train reviews
 
 
 def test_predict_prints_label_and_score_per_text(tiny_bundle, capsys):
@@ -106,9 +114,10 @@ def test_ingest_train_evaluate_predict_against_s3(synthetic_tarball, embedded_s3
     assert "processed/manifest.json" in keys and "models/v1/manifest.json" in keys
     assert "models/v1/weights.safetensors" in keys
 
-    evaluated = run_cli(env, "evaluate", "--model", model, "--data", data, "--split", "test")
+    evaluated = run_cli(env, "evaluate", "--model", model, "--data", data, "--split", "auto")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert last_json_line(evaluated.stdout)["accuracy"] >= 0.9
+    evaluation = last_json_line(evaluated.stdout)
+    assert evaluation["split"] == "test" and evaluation["accuracy"] >= 0.9
     predicted = run_cli(env, "predict", "--model", model, "The movie was amazing!")
     assert predicted.returncode == 0 and predicted.stdout.startswith("positive\t")
 

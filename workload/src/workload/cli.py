@@ -55,12 +55,13 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from workload.bundle import Predictor
     from workload.data import open_processed
-    from workload.evaluate import evaluate, reviews_for_split
+    from workload.evaluate import evaluate, resolve_split, reviews_for_split
 
     predictor = Predictor.load(args.model)
     with open_processed(args.data) as data:
-        reviews = reviews_for_split(data, args.split, predictor)
-    print(json.dumps(evaluate(predictor, reviews, args.split)))
+        split = resolve_split(data, args.split)
+        reviews = reviews_for_split(data, split, predictor)
+    print(json.dumps(evaluate(predictor, reviews, split)))  # its `split` names the one used, `auto` resolved
     return 0
 
 
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="bundle URI")
     evaluate.add_argument("--data", required=True, help="processed data URI")
     evaluate.add_argument(
-        "--split", choices=("test", "validation", "train"), default="test",
-        help="validation = the carve-out of train the model did not train on (default test)",
+        "--split", choices=("auto", "test", "validation", "train"), default="auto",
+        help="validation = the carve-out of train the model did not train on; auto (default) = test when the data "
+        "has a test split, else validation; the JSON's `split` names the one used",
     )  # fmt: skip
 
     predict = command("predict", "print label and P(positive) for each text", run_predict)

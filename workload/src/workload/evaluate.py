@@ -9,6 +9,14 @@ from workload.data import ProcessedData, Review, split_validation
 from workload.errors import WorkloadError
 
 EVALUATION_SPLITS = ("test", "validation", "train")
+AUTO_SPLIT = "auto"
+
+
+def resolve_split(data: ProcessedData, requested: str) -> str:
+    """`auto` is `test` when the source had one, else `validation` (a train-only tarball has none)."""
+    if requested != AUTO_SPLIT:
+        return requested
+    return "test" if data.has_split("test") else "validation"
 
 
 def reviews_for_split(data: ProcessedData, split: str, predictor: Predictor) -> list[Review]:
@@ -17,7 +25,7 @@ def reviews_for_split(data: ProcessedData, split: str, predictor: Predictor) -> 
         raise WorkloadError(f"unknown split {split!r} (expected one of {', '.join(EVALUATION_SPLITS)})")
     if split == "test" and not data.has_split("test"):
         raise WorkloadError(
-            f"the data at {data.uri} has no test split (its source had none); use --split validation instead"
+            f"the data at {data.uri} has no test split (its source had none); use --split validation or auto instead"
         )
     if split == "validation":
         options = predictor.config["training"]["options"]
