@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 
@@ -94,6 +96,23 @@ def test_predict_prints_label_and_score_per_text(tiny_bundle, capsys):
     assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines)
 
 
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+# A record as the CLI formats it: "2026-01-01 12:00:00,123 INFO botocore.credentials: Found credentials ..."
+SDK_INFO_LINE = re.compile(rf"^\S+ \S+ (DEBUG|INFO) ({'|'.join(SDK_LOGGERS)})[.:]", re.MULTILINE)
+
+
+def test_sdk_loggers_stay_at_warning_even_under_an_info_root(synthetic_tarball, s3_bucket, monkeypatch, caplog):
+    """The AWS SDK's INFO chatter would flood step logs; our own INFO progress must still come through."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a fresh session logs its credentials lookup at INFO
+    caplog.set_level(logging.INFO)  # root at INFO, as an embedding program (or pytest here) may set it
+    data = f"s3://{s3_bucket}/processed"
+    assert main(["ingest", "--source", str(synthetic_tarball), "--output", data]) == 0
+    assert main(["train", "--data", data, "--output", f"s3://{s3_bucket}/models/v1", "--epochs", "1"]) == 0
+    assert any(record.name.startswith("workload.") and record.levelno == logging.INFO for record in caplog.records)
+    chatter = [record for record in caplog.records if record.name.startswith(SDK_LOGGERS)]
+    assert [r.getMessage() for r in chatter if r.levelno < logging.WARNING] == []
+
+
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workload", *args], capture_output=True, text=True, env=env, timeout=300, check=False
@@ -110,6 +129,8 @@ def test_ingest_train_evaluate_predict_against_s3(synthetic_tarball, embedded_s3
     assert ingested.returncode == 0, ingested.stderr
     trained = run_cli(env, "train", "--data", data, "--output", model, "--epochs", "2")
     assert trained.returncode == 0, trained.stderr
+    assert " INFO workload.train: " in trained.stderr  # our own progress is logged, the SDK's chatter is not
+    assert not SDK_INFO_LINE.search(ingested.stderr + trained.stderr), trained.stderr
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert "processed/manifest.json" in keys and "models/v1/manifest.json" in keys
     assert "models/v1/weights.safetensors" in keys

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from workload import launch, server
 from workload.errors import WorkloadError
 
+# The AWS SDK logs every client's endpoint and credentials lookup at INFO: noise in every step's log.
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
 
 def positive_int(value: str) -> int:
     try:
@@ -124,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # our own progress at INFO; libraries (botocore is chatty at INFO) only from WARNING
+    # our own progress at INFO; libraries only from WARNING
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("workload").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    for name in SDK_LOGGERS:  # set on the loggers themselves: basicConfig is a no-op where logging is set up
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except WorkloadError as exc:
