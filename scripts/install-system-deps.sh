@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Install the system packages `make test` needs when they are missing: Chromium, for the web-page test.
+# Install the system packages `make test` needs when they are missing: a Chromium, for the web-page test.
 # Everything else (shellcheck, hadolint, ruff) comes from pinned wheels in .venv.
 # Non-interactive apt-get; as non-root it uses passwordless sudo, and otherwise says what to install.
 set -euo pipefail
 
-missing=()
-if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
-    missing+=(chromium)
-fi
+# Any of these browsers will do (workload/tests/test_page.py takes the first on PATH); only Debian's
+# `chromium` is installed when none is there.
+missing=(chromium)
+for browser in chromium chromium-browser google-chrome google-chrome-stable; do
+    if command -v "$browser" >/dev/null; then
+        missing=()
+        break
+    fi
+done
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -27,7 +32,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-# Debian has a `chromium` package; Ubuntu only has a snap shim, so there the page test skips instead.
+# Debian has a `chromium` package; Ubuntu has none (GitHub's Ubuntu runners ship Google Chrome instead).
 installable=()
 for package in "${missing[@]}"; do
     if apt-cache show "$package" >/dev/null 2>&1; then

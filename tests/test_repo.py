@@ -111,12 +111,17 @@ def test_system_deps_warns_when_apt_has_no_chromium_package(tmp_path: Path) -> N
     assert [call for call in calls.read_text().splitlines() if call.startswith("apt-get")] == ["apt-get update -qq"]
 
 
-def test_system_deps_leaves_an_installed_chromium_alone(tmp_path: Path) -> None:
-    calls = fake_tool(tmp_path, "chromium")
+@pytest.mark.parametrize("browser", ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])
+def test_system_deps_leaves_an_installed_browser_alone(tmp_path: Path, browser: str) -> None:
+    calls = fake_tool(tmp_path, browser)
+    fake_tool(tmp_path, "id", output="0")  # as root: only the browser being found keeps apt-get from running
     fake_tool(tmp_path, "apt-get")
+    fake_tool(tmp_path, "apt-cache")
 
-    assert install_system_deps(tmp_path).returncode == 0
-    assert not calls.exists() or "apt-get" not in calls.read_text()
+    result = install_system_deps(tmp_path)
+
+    assert result.returncode == 0 and result.stderr == ""
+    assert not calls.exists(), calls.read_text()  # no id, apt-cache or apt-get: nothing to install
 
 
 def test_system_deps_without_root_or_sudo_warns_and_lets_the_tests_skip(tmp_path: Path) -> None:

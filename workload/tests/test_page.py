@@ -1,4 +1,8 @@
-"""The web page in headless Chromium (Debian's `chromium`, driven by Playwright): with JS and without."""
+"""The web page in a headless system Chromium or Chrome, driven by Playwright: with JS and without.
+
+Debian has a `chromium` package (`make system-deps` installs it); GitHub's Ubuntu runners have none but ship
+Google Chrome, so the first of `BROWSER_NAMES` on PATH is used.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,33 @@ import pytest
 from werkzeug.serving import make_server
 from workload.api import create_app, model_holder
 
-pytestmark = pytest.mark.integration
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+
+
+def find_browser(path: str | None = None) -> str | None:
+    """The first of `BROWSER_NAMES` on `path` (default: $PATH), or None."""
+    return next(filter(None, (shutil.which(name, path=path) for name in BROWSER_NAMES)), None)
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [
+        ((), None),
+        (("google-chrome-stable",), "google-chrome-stable"),
+        (("google-chrome", "google-chrome-stable", "chromium-browser"), "chromium-browser"),
+        (BROWSER_NAMES, "chromium"),
+    ],
+)
+def test_find_browser_takes_the_first_name_on_path(tmp_path, installed, expected):
+    for name in installed:
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    found = find_browser(str(tmp_path))
+    assert (found and Path(found).name) == expected
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +57,18 @@ def page_url(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium is not installed at {CHROMIUM} (`make system-deps` or `apt-get install -y chromium`)")
+    executable = find_browser()
+    if executable is None:
+        pytest.skip(f"no browser on PATH: looked for {', '.join(BROWSER_NAMES)} (`make system-deps` installs chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
 
 
+@pytest.mark.integration
 def test_typing_a_review_shows_label_and_score(browser, page_url, tmp_path):
     page = browser.new_page()
     page.goto(page_url)
@@ -59,6 +85,7 @@ def test_typing_a_review_shows_label_and_score(browser, page_url, tmp_path):
     page.close()
 
 
+@pytest.mark.integration
 def test_the_form_works_with_javascript_off(browser, page_url, tmp_path):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
