@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import logging.config
 import subprocess
 import sys
 
 import pytest
+from workload.cli import SDK_LOGGERS
 from workload.errors import WorkloadError
+from workload.logs import logconfig_dict
 
 from workload import server
 
@@ -77,3 +81,21 @@ config["on_exit"](None)
         "preload": False,
         "bind": ["127.0.0.1:1234"],
     }
+
+
+def test_gunicorn_log_config_keeps_the_aws_sdk_quiet():
+    """The SDK logs each credential/endpoint lookup at INFO; the server's own INFO lines must still pass."""
+    root = logging.getLogger()
+    saved_handlers, saved_levels = (
+        root.handlers[:],
+        {name: logging.getLogger(name).level for name in ("", *SDK_LOGGERS)},
+    )
+    try:
+        logging.config.dictConfig(logconfig_dict("INFO"))
+        assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
+        assert logging.getLogger("botocore.credentials").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("workload.api").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = saved_handlers
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)

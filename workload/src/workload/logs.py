@@ -10,6 +10,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from workload.cli import SDK_LOGGERS
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -58,5 +60,7 @@ def logconfig_dict(level: str = "INFO") -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+            # The AWS SDK logs every credential and endpoint lookup at INFO: noise in CloudWatch.
+            **{name: {"level": "WARNING"} for name in SDK_LOGGERS},
         },
     }
