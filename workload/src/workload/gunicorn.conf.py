@@ -31,11 +31,11 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
 # Workers read this to answer /health for the whole service (see workload.model_state.workers_still_loading).
 os.environ["SERVE_WORKER_COUNT"] = str(workers)
-# gthread with one thread: one request at a time per worker (CPU-bound), but idle keep-alive connections
-# (ALB, load generators) are parked in the worker's poller instead of occupying it.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-keepalive = 75  # longer than the ALB's 60 s idle timeout, so the ALB closes first (no 502s on reuse)
+# sync workers: inference is CPU-bound, so a worker serves one request at a time and accepts a connection only
+# when it is free. That keeps the load even: with one-thread gthread workers, keep-alive connections (an ALB's
+# pool, a load generator's) could pile up on one worker while another idled, halving throughput in the
+# benchmark. A sync worker answers with `Connection: close`, so the ALB never reuses a dropped connection.
+worker_class = "sync"
 preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests finish within this many seconds (ECS stopTimeout is 30 s).
