@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
+import http.server
 import json
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,3 +170,33 @@ def test_validation_split_is_deterministic_stratified_and_disjoint():
     assert sum(review.label == "negative" for review in validation) == 5
     assert not set(train) & set(validation) and len(train) + len(validation) == 100
     assert split_validation(reviews(50), 0.1, seed=1)[1] != validation
+
+
+@pytest.fixture
+def tarball_url(synthetic_tarball: Path) -> Iterator[str]:
+    """The synthetic tarball served over HTTP on 127.0.0.1, as the official URL would serve the real one."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(synthetic_tarball.parent))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined] # keep pytest's output clean
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/{synthetic_tarball.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ingest_downloads_an_http_source_and_checks_its_sha256(synthetic_tarball, tarball_url, tmp_path):
+    expected = hashlib.sha256(synthetic_tarball.read_bytes()).hexdigest()
+    manifest = ingest(tarball_url, str(tmp_path / "out"), sha256=expected)
+    assert manifest["source_sha256"] == expected
+    assert manifest["splits"]["train"]["n"] > 0
+
+
+def test_http_source_with_the_wrong_sha256_fails_and_leaves_nothing(tarball_url, tmp_path):
+    assert_fails_cleanly(tarball_url, tmp_path, "checksum mismatch", sha256="0" * 64)
+
+
+def test_http_source_that_is_not_there_is_a_clear_error(tarball_url, tmp_path):
+    assert_fails_cleanly(tarball_url.replace(".tar.gz", "-missing.tar.gz"), tmp_path, "could not download")
