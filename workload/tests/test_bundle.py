@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 import torch
-from workload.bundle import MANIFEST, BundleError, Prediction, Predictor, verify_folder, write_bundle
+from workload.bundle import MANIFEST, BundleError, Prediction, Predictor, self_test, verify_folder, write_bundle
 from workload.data import open_processed
 from workload.train import TrainOptions, train
 
@@ -31,7 +31,7 @@ def test_tiny_bundle_classifies_clear_reviews(tiny_bundle):
     assert positive.label == "positive" and positive.score > 0.5
     assert negative.label == "negative" and negative.score < 0.5
     assert predictor.predict([]) == []
-    predictor.self_test()
+    self_test(predictor)
 
 
 def test_manifest_lists_every_file_with_versions(tiny_bundle):

@@ -9,7 +9,6 @@ is published with a single reference assignment, so a request sees either no mod
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -17,15 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workload import metrics
+from workload.bundle import self_test
 from workload.settings import ServeSettings
 
 if TYPE_CHECKING:
     from workload.bundle import Predictor
 
 log = logging.getLogger("workload.model")
-
-SELF_TEST_TEXTS = ("The movie was amazing!", "A dull, boring waste of two hours.")
-
 
 # Set by gunicorn.conf.py: how many workers the service runs, so one worker can tell whether all are ready.
 WORKER_COUNT_ENV = "SERVE_WORKER_COUNT"
@@ -41,21 +38,6 @@ def workers_still_loading() -> str | None:
     if not expected or ready is None or ready >= expected:
         return None
     return f"{expected - ready} of {expected} workers are still loading the model"
-
-
-class ModelNotUsable(Exception):
-    """The loaded model failed its self-test."""
-
-
-def self_test(predictor: Predictor) -> None:
-    predictions = predictor.predict(list(SELF_TEST_TEXTS))
-    if len(predictions) != len(SELF_TEST_TEXTS):
-        raise ModelNotUsable(f"self-test returned {len(predictions)} predictions for {len(SELF_TEST_TEXTS)} texts")
-    for prediction in predictions:
-        if prediction.label not in ("positive", "negative") or not (
-            math.isfinite(prediction.score) and 0.0 <= prediction.score <= 1.0
-        ):
-            raise ModelNotUsable(f"self-test returned an invalid prediction: {prediction!r}")
 
 
 class ModelHolder:
