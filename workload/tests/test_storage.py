@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 from workload.errors import WorkloadError
@@ -23,7 +25,6 @@ def test_missing_bucket_and_object_are_clear_errors(s3_bucket, tmp_path):
         storage.read_bytes("s3://no-such-bucket-here/x")
     with pytest.raises(WorkloadError, match="no such S3 object"):
         storage.download_file(f"s3://{s3_bucket}/missing", tmp_path / "x")
-    assert not storage.exists(f"s3://{s3_bucket}/missing")
 
 
 @pytest.mark.integration
@@ -59,3 +60,22 @@ def test_missing_credentials_are_a_clear_error(s3_bucket, tmp_path, monkeypatch)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the default session caches the fixture's credentials
     with pytest.raises(WorkloadError, match="no AWS credentials"):
         storage.read_bytes(f"s3://{s3_bucket}/x")
+
+
+def test_local_replace_puts_the_old_output_back_when_the_swap_fails(tmp_path, monkeypatch):
+    target, new = tmp_path / "out", tmp_path / "new"
+    for folder, text in ((target, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "manifest.json").write_text(text)
+    real_rename = Path.rename
+
+    def rename(self: Path, destination: Path) -> Path:
+        if self == new:
+            raise OSError("simulated failure")
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="simulated failure"):
+        storage.publish_folder(new, str(target), replace=True)
+    assert (target / "manifest.json").read_text() == "old"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new", "out"]

@@ -96,23 +96,7 @@ def list_names(uri: str) -> list[str]:
     return sorted(names)
 
 
-def exists(uri: str) -> bool:
-    if not is_s3(uri):
-        return Path(uri).exists()
-    bucket, key = split_s3(uri)
-    from botocore.exceptions import ClientError
-
-    try:
-        with s3_errors(uri):
-            s3_client().head_object(Bucket=bucket, Key=key)
-    except WorkloadError as exc:
-        if isinstance(exc.__cause__, ClientError) and "no such S3 object" in str(exc):
-            return False
-        raise
-    return True
-
-
-def download_file(uri: str, destination: Path, callback: Any = None) -> None:
+def download_file(uri: str, destination: Path) -> None:
     """Copy one object (or local file) to `destination`; the caller owns atomicity of the folder."""
     if not is_s3(uri):
         if not Path(uri).is_file():
@@ -121,7 +105,7 @@ def download_file(uri: str, destination: Path, callback: Any = None) -> None:
         return
     bucket, key = split_s3(uri)
     with s3_errors(uri):
-        s3_client().download_file(bucket, key, str(destination), Callback=callback)
+        s3_client().download_file(bucket, key, str(destination))
 
 
 def read_bytes(uri: str) -> bytes:
@@ -166,7 +150,11 @@ def publish_folder(local: Path, uri: str, *, last: str = "manifest.json", replac
                 raise WorkloadError(f"refusing to overwrite existing {uri}")
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
-            local.rename(target)
+            try:
+                local.rename(target)
+            except OSError:
+                old.rename(target)  # put the previous output back rather than leave nothing
+                raise
             shutil.rmtree(old)
         else:
             local.rename(target)
@@ -176,7 +164,11 @@ def publish_folder(local: Path, uri: str, *, last: str = "manifest.json", replac
         raise WorkloadError(f"refusing to overwrite existing {uri}")
     if last in existing:
         delete_names(uri, [last])
-    names = sorted(str(path.relative_to(local)) for path in local.rglob("*") if path.is_file())
+    names = list_names(str(local))
+    # Stale files go before the new manifest appears, so no reader sees it beside files it does not list.
+    stale = sorted(set(existing) - set(names) - {last})
+    if stale:
+        delete_names(uri, stale)
     ordered = [name for name in names if name != last] + ([last] if last in names else [])
     uploaded: list[str] = []
     try:
@@ -187,9 +179,6 @@ def publish_folder(local: Path, uri: str, *, last: str = "manifest.json", replac
         if uploaded:
             delete_names(uri, uploaded)
         raise
-    stale = sorted(set(existing) - set(names))
-    if stale:
-        delete_names(uri, stale)
     shutil.rmtree(local)
 
 
