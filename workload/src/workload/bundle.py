@@ -186,11 +186,12 @@ def fetch(model_uri: str, cache_dir: Path | None = None) -> tuple[Path, dict]:
         for name in manifest["files"]:
             storage.download_file(storage.join(model_uri, name), staging / name)
         (staging / MANIFEST).write_bytes(manifest_bytes)
-        verify_folder(staging, model_uri)
+        verified = verify_folder(staging, model_uri)
         try:
             staging.rename(target)
+            return target, verified
         except OSError:  # another process (e.g. a sibling API worker) published the same version first
-            shutil.rmtree(staging)
+            pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target, verify_folder(target, model_uri)

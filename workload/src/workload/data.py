@@ -167,13 +167,10 @@ def _is_tty() -> bool:
 
 def read_source(source: str, workdir: Path) -> tuple[dict[str, list[Review]], str]:
     """Reviews per split and the source's sha256, for any supported source kind."""
-    if source.startswith(("https://", "http://")):
+    remote = source.startswith(("https://", "http://"))
+    if remote or storage.is_s3(source):
         local = workdir / "source.tar.gz"
-        _download(source, local)
-        return read_tarball(local)
-    if storage.is_s3(source):
-        local = workdir / "source.tar.gz"
-        storage.download_file(source, local)
+        _download(source, local) if remote else storage.download_file(source, local)
         return read_tarball(local)
     path = Path(source)
     if path.is_dir():

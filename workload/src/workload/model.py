@@ -2,7 +2,7 @@
 
 - `ngram` (default): NBSVM-style linear model over binarised uni/bi/trigram features ("NBSVM++" as in
   fast.ai): each feature's weight is its naive-Bayes log-count ratio r times a learned factor (w + offset),
-  so training starts from the NB solution and weight decay pulls towards it. Fast and strong on CPU.
+  so training starts from the NB solution; early stopping keeps it near there. Fast and strong on CPU.
 - `bilstm`: embedding + bidirectional LSTM + max/mean pooling. Slower; kept as the sequence-model option.
 
 Each model turns texts into its own batch type (`featurize`) and is trained by the same loop in train.py.
@@ -80,9 +80,9 @@ class BagBatch:
         ends = np.append(self.offsets[1:], len(self.features))
         starts, stops = self.offsets[indices], ends[indices]
         sizes = stops - starts
-        # gather the chosen texts' slices without a Python loop: one index per kept feature
-        positions = np.repeat(starts - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes) + np.arange(sizes.sum())
         offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        # gather the chosen texts' slices without a Python loop: one index per kept feature
+        positions = np.repeat(starts - offsets, sizes) + np.arange(sizes.sum())
         return torch.from_numpy(self.features[positions]), torch.from_numpy(offsets)
 
     def all(self) -> tuple[torch.Tensor, torch.Tensor]:
