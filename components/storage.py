@@ -15,8 +15,11 @@ MODELS_PREFIX = "models/"
 LOGS_PREFIX = "logs/"
 PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX)
 # Raw archives and logs are written once and rarely read again, so they age into cheaper storage classes;
-# processed data and models stay in STANDARD because training and serving read them.
-COLD_PREFIXES = (RAW_PREFIX, LOGS_PREFIX)
+# processed data and models stay in STANDARD because training and serving read them. Every training run reads
+# the raw tarball with a plain GetObject, which fails on a GLACIER (Flexible Retrieval) object until it is
+# restored, so raw/ goes to GLACIER_IR (Instant Retrieval: still a Glacier tier, readable at once); logs/ are
+# only read by hand, so they take the cheaper GLACIER.
+GLACIER_CLASS_BY_PREFIX = {RAW_PREFIX: "GLACIER_IR", LOGS_PREFIX: "GLACIER"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,13 @@ class DataLake(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
-            rules=[*(self._cold_storage_rule(prefix, args) for prefix in COLD_PREFIXES), self._housekeeping_rule(args)],
+            rules=[
+                *(
+                    self._cold_storage_rule(prefix, glacier_class, args)
+                    for prefix, glacier_class in GLACIER_CLASS_BY_PREFIX.items()
+                ),
+                self._housekeeping_rule(args),
+            ],
             # Lifecycle rules on noncurrent versions only make sense once versioning is on.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
@@ -113,7 +122,9 @@ class DataLake(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _cold_storage_rule(prefix: str, args: DataLakeArgs) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    def _cold_storage_rule(
+        prefix: str, glacier_class: str, args: DataLakeArgs
+    ) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
         return aws.s3.BucketLifecycleConfigurationRuleArgs(
             id=f"{prefix.rstrip('/')}-to-cold-storage",
             status="Enabled",
@@ -123,7 +134,7 @@ class DataLake(pulumi.ComponentResource):
                     days=args.infrequent_access_after_days, storage_class="STANDARD_IA"
                 ),
                 aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
-                    days=args.glacier_after_days, storage_class="GLACIER"
+                    days=args.glacier_after_days, storage_class=glacier_class
                 ),
             ],
         )

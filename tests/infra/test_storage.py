@@ -48,8 +48,12 @@ def test_raw_and_logs_age_into_cold_storage_and_old_versions_expire(run_pulumi, 
     run_pulumi(build)
     rules = pulumi_mocks.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
     cold = {rule["filter"]["prefix"]: rule["transitions"] for rule in rules if rule.get("transitions")}
-    expected = [{"days": 30, "storageClass": "STANDARD_IA"}, {"days": 90, "storageClass": "GLACIER"}]
-    assert cold == {"raw/": expected, "logs/": expected}
+    infrequent = {"days": 30, "storageClass": "STANDARD_IA"}
+    # raw/ must stay readable with GetObject (training reads it), so it takes Glacier Instant Retrieval.
+    assert cold == {
+        "raw/": [infrequent, {"days": 90, "storageClass": "GLACIER_IR"}],
+        "logs/": [infrequent, {"days": 90, "storageClass": "GLACIER"}],
+    }
     expiring = [rule for rule in rules if rule.get("noncurrentVersionExpiration")]
     assert [rule["noncurrentVersionExpiration"]["noncurrentDays"] for rule in expiring] == [60]
 
