@@ -79,3 +79,32 @@ def test_local_replace_puts_the_old_output_back_when_the_swap_fails(tmp_path, mo
         storage.publish_folder(new, str(target), replace=True)
     assert (target / "manifest.json").read_text() == "old"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["new", "out"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("delete_allowed", [True, False])
+def test_a_failed_upload_reports_its_own_error_and_rolls_back_when_allowed(
+    s3_bucket, tmp_path, monkeypatch, delete_allowed
+):
+    uri = f"s3://{s3_bucket}/out"
+    folder = tmp_path / "stage"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "manifest.json"):
+        (folder / name).write_text(name)
+    real_upload = storage.upload_file
+
+    def upload(path: Path, target: str) -> None:
+        if path.name == "b.txt":
+            raise WorkloadError("upload failed: network gone")
+        real_upload(path, target)
+
+    monkeypatch.setattr(storage, "upload_file", upload)
+    if not delete_allowed:  # the training role has no s3:DeleteObject
+
+        def denied(uri: str, names: list[str]) -> None:
+            raise WorkloadError("access denied")
+
+        monkeypatch.setattr(storage, "delete_names", denied)
+    with pytest.raises(WorkloadError, match="network gone"):
+        storage.publish_folder(folder, uri)
+    assert storage.list_names(uri) == ([] if delete_allowed else ["a.txt"])

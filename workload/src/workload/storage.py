@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def upload_file(path: Path, uri: str) -> None:
 
 
 def delete_names(uri: str, names: list[str]) -> None:
-    """Best-effort removal of files under an S3 prefix (used to roll back a failed upload)."""
+    """Remove files under an S3 prefix, 1,000 keys a request."""
     bucket, prefix = split_s3(uri)
     keys = [{"Key": f"{prefix}/{name}" if prefix else name} for name in names]
     with s3_errors(uri):
@@ -176,7 +176,9 @@ def publish_folder(local: Path, uri: str, *, last: str = "manifest.json", replac
             upload_file(local / name, join(uri, name))
             uploaded.append(name)
     except BaseException:
-        if uploaded:
+        # Best effort: a role without s3:DeleteObject (the training instance's) must still see the upload's
+        # own error; without a manifest, whatever stays behind is never trusted by a reader.
+        with suppress(Exception):
             delete_names(uri, uploaded)
         raise
     shutil.rmtree(local)
