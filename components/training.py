@@ -67,7 +67,6 @@ class TrainingCompute(pulumi.ComponentResource):
     launch_template_id: pulumi.Output[str]
     role_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
-    security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:training:TrainingCompute", name, None, opts)
@@ -193,7 +192,6 @@ class TrainingCompute(pulumi.ComponentResource):
         self.launch_template_id = template.id
         self.role_arn = role.arn
         self.log_group_name = log_group.name
-        self.security_group_id = security_group.id
         self.register_outputs(
             {
                 "launch_template_id": self.launch_template_id,
