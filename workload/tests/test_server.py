@@ -65,6 +65,7 @@ print(json.dumps({{
     "omp": os.environ["OMP_NUM_THREADS"],
     "workers": config["workers"],
     "preload": config["preload_app"],
+    "worker_class": config["worker_class"],
     "bind": config["bind"],
 }}))
 config["on_exit"](None)
@@ -79,6 +80,7 @@ config["on_exit"](None)
         "omp": "1",
         "workers": 3,
         "preload": False,
+        "worker_class": "sync",
         "bind": ["127.0.0.1:1234"],
     }
 

@@ -35,6 +35,9 @@ os.environ["SERVE_WORKER_COUNT"] = str(workers)
 # when it is free. That keeps the load even: with one-thread gthread workers, keep-alive connections (an ALB's
 # pool, a load generator's) could pile up on one worker while another idled, halving throughput in the
 # benchmark. A sync worker answers with `Connection: close`, so the ALB never reuses a dropped connection.
+# Sync workers need a buffering proxy in front: the ALB forwards only complete requests. Reached directly, an
+# idle or very slow client holds a worker until GUNICORN_TIMEOUT, when the master kills that worker and a new
+# one starts (and reloads the model).
 worker_class = "sync"
 preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
