@@ -6,6 +6,7 @@ can be stopped cleanly on exit or Ctrl-C. Only loopback is ever bound.
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -48,16 +49,24 @@ class EmbeddedS3:
             stderr=subprocess.DEVNULL,
             env={**os.environ, **LOCAL_CREDENTIALS},
         )
+        try:
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()  # never leak the child: __exit__ does not run when __enter__ raises
+            raise
+        return self
+
+    def _wait_until_answering(self) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise WorkloadError(f"embedded S3 (moto_server) exited with code {self._process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
-                    return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    return
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError):
                 time.sleep(0.1)
-        self.stop()
         raise WorkloadError(f"embedded S3 did not answer on {self.endpoint_url} within {self._start_timeout:.0f}s")
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import tarfile
+import tempfile
 from pathlib import Path
 
 POSITIVE_WORDS = ("amazing", "wonderful", "brilliant", "superb", "moving", "delightful", "masterpiece", "loved")
@@ -57,11 +58,8 @@ def write_aclimdb(
 
 def write_aclimdb_tarball(path: Path, **corpus_options: object) -> Path:
     """Write the corpus as a `.tar.gz` with the official tarball's `aclImdb/` top folder."""
-    staging = path.parent / f".{path.name}.staging"
-    top = write_aclimdb(staging, **corpus_options)  # type: ignore[arg-type]
-    with tarfile.open(path, "w:gz") as tar:
-        tar.add(top, arcname="aclImdb")
-    for file in sorted(staging.rglob("*"), reverse=True):
-        file.unlink() if file.is_file() else file.rmdir()
-    staging.rmdir()
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.staging-", dir=path.parent) as staging:
+        top = write_aclimdb(Path(staging), **corpus_options)  # type: ignore[arg-type]
+        with tarfile.open(path, "w:gz") as tar:
+            tar.add(top, arcname="aclImdb")
     return path
