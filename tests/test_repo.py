@@ -221,6 +221,11 @@ def test_deploy_previews_prs_updates_dev_on_main_and_gates_prod() -> None:
     assert (pulumi_steps["up-dev"]["command"], pulumi_steps["up-dev"]["stack-name"]) == ("up", "dev")
     assert (pulumi_steps["up-prod"]["command"], pulumi_steps["up-prod"]["stack-name"]) == ("up", "prod")
     assert document["jobs"]["up-prod"]["environment"] == "production"
+    # A manual dispatch may name any branch: prod must only take main's code that way.
+    assert (
+        "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'"
+        in document["jobs"]["up-prod"]["if"]
+    )
 
 
 def test_aws_access_is_oidc_only() -> None:
