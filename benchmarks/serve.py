@@ -6,7 +6,8 @@
 It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
 measures, against these targets for a 2-core machine with the load generator on the same machine:
 - start -> first `/health` 200 with the bundle on local disk: <= 5 s;
-- one client, sequential `/predict` of IMDB-length reviews (keep-alive): p50 <= 5 ms, p99 <= 20 ms;
+- one client, sequential `/predict` of IMDB-length reviews (a new connection per request: sync workers answer
+  `Connection: close`): p50 <= 5 ms, p99 <= 20 ms;
 - saturated throughput, `wrk` with 32 connections: single-review `/predict` >= 60 % of `GET /health/live`
   on the same server in the same run (alternating runs, so drift hits both alike).
 Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
