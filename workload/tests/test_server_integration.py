@@ -81,7 +81,7 @@ def live(tiny_bundle, tmp_path_factory):
         env.update({"WEB_CONCURRENCY": str(WORKERS), "MODEL_RETRY_SECONDS": "0.3", "GUNICORN_GRACEFUL_TIMEOUT": "20"})
         env.update({"MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache"))})
         with ServerProcess(MODEL_URI, env=env, log_path=log) as server:
-            server.wait_for("/health/live", 200, timeout=60)
+            server.wait_for("/health/live", timeout=60)
             # Until the first fetch attempt fails the reason is "model is loading"; wait for the failure.
             deadline = time.monotonic() + 60
             while json.loads((health := get(server.url + "/health"))[1])["reason"] == "model is loading":
@@ -91,7 +91,6 @@ def live(tiny_bundle, tmp_path_factory):
             upload_bundle(s3, tiny_bundle, MODEL_URI)
             uploaded = time.monotonic()
             server.wait_ready(timeout=60)
-            server.wait_all_workers_ready(timeout=60)
             yield LiveServer(server, log, (status, json.loads(body)), time.monotonic() - uploaded)
 
 
@@ -144,9 +143,9 @@ def test_a_killed_worker_is_replaced_and_the_service_recovers(live):
         assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
         time.sleep(0.1)
     assert victim not in live.server.worker_pids()
-    live.server.wait_all_workers_ready(timeout=60)
+    live.server.wait_ready(timeout=60)
     # The dead worker's live gauge was dropped (child_exit -> mark_process_dead), so readiness sums right.
-    assert live.server.ready_workers() == WORKERS
+    assert metric(live.url, "sentiment_model_ready") == WORKERS
     for _ in range(10):
         assert requests.post(live.url + "/predict", json={"text": "Wonderful!"}, timeout=10).status_code == 200
 

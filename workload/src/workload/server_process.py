@@ -60,8 +60,8 @@ class ServerProcess:
         )
         return self
 
-    def wait_for(self, path: str, status: int = 200, timeout: float = 60.0) -> float:
-        """Poll `path` until it answers `status`; returns seconds since start."""
+    def wait_for(self, path: str, timeout: float = 60.0) -> float:
+        """Poll `path` until it answers 200; returns seconds since start."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -69,16 +69,17 @@ class ServerProcess:
                 raise WorkloadError(f"server exited early (code {self.process and self.process.returncode})")
             try:
                 code, body = get(self.url + path, timeout=2)
-                if code == status:
+                if code == 200:
                     return time.monotonic() - self.started_at
                 last = f"{code} {body[:200]!r}"
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
                 last = str(error)
             time.sleep(0.02)
-        raise WorkloadError(f"{self.url}{path} did not answer {status} within {timeout:.0f}s (last: {last})")
+        raise WorkloadError(f"{self.url}{path} did not answer 200 within {timeout:.0f}s (last: {last})")
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        return self.wait_for("/health", 200, timeout)
+        """Wait until the service is ready: `/health` answers 200 only once every worker has its model."""
+        return self.wait_for("/health", timeout)
 
     def worker_pids(self) -> set[int]:
         """The gunicorn workers: the master's child processes (Linux /proc)."""
@@ -93,38 +94,14 @@ class ServerProcess:
                 pids.add(int(stat.parent.name))
         return pids
 
-    def ready_workers(self) -> int:
-        """How many workers report a loaded model (the `sentiment_model_ready` gauge, summed over live workers)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        text = get(self.url + "/metrics")[1].decode()
-        return int(
-            sum(
-                sample.value
-                for family in text_string_to_metric_families(text)
-                for sample in family.samples
-                if sample.name == "sentiment_model_ready"
-            )
-        )
-
-    def wait_all_workers_ready(self, timeout: float = 60.0) -> float:
-        """Readiness is per worker: wait until every current worker has its model; seconds since start."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            workers = self.worker_pids()
-            if workers and self.ready_workers() == len(workers) and self.worker_pids() == workers:
-                return time.monotonic() - self.started_at
-            time.sleep(0.05)
-        raise WorkloadError(f"not all workers were ready within {timeout:.0f}s")
-
     def health(self) -> dict:
         return json.loads(get(self.url + "/health")[1])
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
