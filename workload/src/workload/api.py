@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from workload import metrics
 from workload.api_errors import HTTP_ERROR_CODES, ApiError
+from workload.errors import first_line
 from workload.model_state import ModelHolder, workers_still_loading
 from workload.openapi import openapi_document
 from workload.schemas import PredictRequest, parse_predict_request
@@ -113,11 +114,7 @@ def _json_body() -> object:
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested arrays are valid-looking JSON
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {first_line(exc)}") from None
 
 
 def _install_metrics_hooks(app: Flask) -> None:

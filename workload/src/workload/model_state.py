@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from workload import metrics
 from workload.bundle import self_test
+from workload.errors import first_line
 from workload.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class ModelHolder:
                 return
             except Exception as exc:  # the loader is a boundary: any failure means "not ready", never a crash
                 # One line, always: the reason is also the `/health` body and the CloudWatch log line.
-                failure = f"model not ready: {str(exc).strip() or type(exc).__name__}".splitlines()[0]
+                failure = f"model not ready: {first_line(exc)}"
                 self._reason = failure
                 if failure != last_failure:
                     log.error(
