@@ -6,7 +6,8 @@ commands as the EC2 training user data against `s3://`, then serve the published
 send one smoke request and serve until Ctrl-C.
 
 Settings (environment variables):
-  IMDB_SOURCE   path or http(s) URL of the aclImdb tarball (default: the official Stanford URL)
+  IMDB_SOURCE   path or http(s) URL of the aclImdb tarball (default: the official Stanford URL, whose sha256
+                ingest checks)
   DEMO_SAMPLE   keep N labelled reviews per split and label (`ingest --sample N`) for a quick tour
   DEMO_EPOCHS   training epochs (default: the workload's default)
   DEMO_EXIT=1   exit after the smoke request instead of serving until Ctrl-C
@@ -36,9 +37,12 @@ from pathlib import Path
 from types import FrameType
 
 import boto3
-from workload.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3, free_loopback_port
+from workload.cli import SDK_LOGGERS
+from workload.data import OFFICIAL_SHA256, OFFICIAL_URL
+from workload.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
+from workload.errors import WorkloadError
+from workload.server_process import ServerProcess
 
-OFFICIAL_SOURCE = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 BUCKET = "imdb-sentiment-demo"
 # The storage component's layout: raw tarballs, processed data, model bundles, logs.
 PREFIXES = ("raw/", "processed/", "models/", "logs/")
@@ -49,7 +53,6 @@ HEARTBEAT_S = 10.0
 SILENT_HEARTBEAT_S = 30.0
 # A logging record as the workload CLI writes it: "2026-01-01 12:00:00,123 INFO workload.train: message".
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ [A-Z]+ (?P<logger>[\w.]+): (?P<message>.*)$")
-SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
 class StepFailed(Exception):
@@ -98,17 +101,22 @@ def failure_reason(log: Path) -> str:
     return last_line(tail) or "no output"
 
 
+def kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of a child's process group: workers can outlive a master that died first, and the
+    group id (the child started its own session) still reaches them."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the child's whole process group (gunicorn master and workers), then SIGKILL what is left."""
+    """SIGTERM the child's whole process group, then SIGKILL what is left."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout)
-    # Workers can outlive a master that died first; the group id still reaches them.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_process_group(process)
 
 
 class Demo:
@@ -118,7 +126,7 @@ class Demo:
         self.log_dir = state_dir / "logs" / self.run_id
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.s3 = EmbeddedS3()
-        self.server: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
         self.current_step = "start"
         self._step_number = 0
 
@@ -145,6 +153,9 @@ class Demo:
 
     def child_env(self) -> dict[str, str]:
         return {**self.s3.child_env(), "PYTHONUNBUFFERED": "1"}
+
+    def serving(self) -> bool:
+        return self.server is not None and self.server.process is not None and self.server.process.poll() is None
 
     def start_child(self, name: str, cli_args: Sequence[str]) -> tuple[subprocess.Popen[bytes], Path]:
         """Start `python -m workload <cli_args>` with its output in the step's log."""
@@ -255,25 +266,16 @@ class Demo:
             print(f"      {'confusion_matrix':>20}: {metrics['confusion_matrix']}")
 
     def start_server(self, model_uri: str) -> str:
-        port = free_loopback_port()
-        cli_args = ["serve", "--model", model_uri, "--host", "127.0.0.1", "--port", str(port)]
-        self.server, log = self.start_child("serve", cli_args)
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        reason = "no answer"
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise StepFailed(f"the API exited with code {self.server.returncode}: {failure_reason(log)}", log)
-            try:
-                with urllib.request.urlopen(f"{base_url}/health", timeout=2):
-                    return base_url
-            except urllib.error.HTTPError as error:  # 503 while the model loads; its body says why
-                with contextlib.suppress(ValueError):
-                    reason = str(json.loads(error.read()).get("reason", reason))
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.3)
-        raise StepFailed(f"/health was not ready within {HEALTH_TIMEOUT_S:.0f}s: {reason}", log)
+        log = self.log_dir / "serve.log"
+        self.server = ServerProcess(model_uri, env=self.child_env(), log_path=log)
+        print(f"      $ python -m workload serve --model {model_uri} --port {self.server.port}", flush=True)
+        try:
+            self.server.start().wait_ready(HEALTH_TIMEOUT_S)
+        except WorkloadError as error:
+            # An API that exited has its own reason at the end of its log; a slow one names its last answer.
+            reason = f"{error}: {failure_reason(log)}" if not self.serving() else str(error)
+            raise StepFailed(reason, log) from error
+        return self.server.url
 
     def smoke_request(self, base_url: str) -> None:
         request = urllib.request.Request(
@@ -304,7 +306,9 @@ class Demo:
         model_uri = f"s3://{BUCKET}/models/{self.run_id}"
         with self.step("ingest"):
             sample_args = ["--sample", str(sample)] if sample else []
-            self.run_child("ingest", ["ingest", "--source", raw_uri, "--output", data_uri, *sample_args])
+            # Ingest checks the official checksum only for the official URL; the demo hands it an s3:// copy.
+            sha256_args = ["--sha256", OFFICIAL_SHA256] if source == OFFICIAL_URL else []
+            self.run_child("ingest", ["ingest", "--source", raw_uri, "--output", data_uri, *sample_args, *sha256_args])
         with self.step("train"):
             epoch_args = ["--epochs", str(epochs)] if epochs else []
             self.run_child("train", ["train", "--data", data_uri, "--output", model_uri, *epoch_args])
@@ -322,15 +326,18 @@ class Demo:
         if exit_after_smoke:
             return
         print("serving until Ctrl-C ...", flush=True)
-        assert self.server is not None
-        while self.server.poll() is None:
+        while self.serving():
             time.sleep(0.5)
         self.current_step = "serve"
-        raise StepFailed(f"the API stopped on its own with code {self.server.returncode}", self.log_dir / "serve.log")
+        assert self.server is not None and self.server.process is not None
+        raise StepFailed(
+            f"the API stopped on its own with code {self.server.process.returncode}", self.log_dir / "serve.log"
+        )
 
     def close(self) -> None:
-        if self.server is not None:
-            stop_process_group(self.server)
+        if self.server is not None and self.server.process is not None:
+            self.server.stop(timeout=15.0)
+            kill_process_group(self.server.process)
         self.s3.stop()
 
 
@@ -348,7 +355,7 @@ def main() -> int:
     demo = Demo(Path(os.environ.get("DEMO_DIR", ".demo")))
     try:
         demo.run(
-            source=os.environ.get("IMDB_SOURCE") or OFFICIAL_SOURCE,
+            source=os.environ.get("IMDB_SOURCE") or OFFICIAL_URL,
             sample=int(sample) if sample else None,
             epochs=int(epochs) if epochs else None,
             exit_after_smoke=os.environ.get("DEMO_EXIT", "") not in ("", "0"),
@@ -358,7 +365,7 @@ def main() -> int:
         print(f"demo failed at step '{demo.current_step}': {failure.reason}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        serving = demo.server is not None and demo.server.poll() is None
+        serving = demo.serving()
         print("\nstopped" if serving else f"\ninterrupted during step '{demo.current_step}'", file=sys.stderr)
         return 0 if serving else 130
     except Exception as error:  # anything unforeseen still ends in one line, not a traceback
