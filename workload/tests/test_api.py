@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import pytest
 from workload.api import create_app, model_holder
+from workload.api_errors import ERROR_CODES
 
 
 class FakePrediction(NamedTuple):
@@ -57,6 +58,7 @@ def assert_error(response, status: int, code: str) -> dict:
     assert response.mimetype == "application/json"
     body = response.get_json()
     assert set(body) == {"error"} and body["error"]["code"] == code and body["error"]["message"]
+    assert code in ERROR_CODES, f"{code!r} is missing from the OpenAPI document's error codes"
     return body["error"]
 
 

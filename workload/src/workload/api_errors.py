@@ -28,3 +28,8 @@ HTTP_ERROR_CODES = {
     422: "validation_error",
     503: "not_ready",
 }
+# Codes the app sets itself (api.py), beyond the HTTP ones above: a body that is not JSON, an HTTP error with no
+# code of its own, and an unexpected exception.
+APP_ERROR_CODES = ("malformed_json", "http_error", "internal_error")
+# Every code a client can see: the enum in the OpenAPI document.
+ERROR_CODES = tuple(dict.fromkeys([*HTTP_ERROR_CODES.values(), *APP_ERROR_CODES]))

@@ -5,20 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from workload import __version__
+from workload.api_errors import ERROR_CODES
 from workload.settings import ServeSettings
-
-_ERROR_CODES = [
-    "bad_request",
-    "malformed_json",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "validation_error",
-    "not_ready",
-    "internal_error",
-    "http_error",
-]
 
 
 def _json(schema_ref: str, description: str) -> dict[str, Any]:
@@ -196,7 +184,7 @@ def openapi_document(settings: ServeSettings) -> dict[str, Any]:
                         "error": {
                             "type": "object",
                             "properties": {
-                                "code": {"type": "string", "enum": _ERROR_CODES},
+                                "code": {"type": "string", "enum": list(ERROR_CODES)},
                                 "message": {"type": "string"},
                             },
                             "required": ["code", "message"],
