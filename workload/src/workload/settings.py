@@ -10,31 +10,25 @@ gunicorn.conf.py adds `WEB_CONCURRENCY`, `GUNICORN_TIMEOUT`, `GUNICORN_GRACEFUL_
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from workload.errors import WorkloadError
 
+_Number = TypeVar("_Number", int, float)
 
-def _positive_int(source: Mapping[str, object], key: str, default: int) -> int:
+
+def _positive(source: Mapping[str, object], key: str, default: _Number, cast: Callable[[Any], _Number]) -> _Number:
+    """`source[key]` (or `default`) as a positive `cast` (int or float); a clear error otherwise."""
     raw = source.get(key, default)
+    kind = "integer" if cast is int else "number"
     try:
-        value = int(raw)  # type: ignore[arg-type]
+        value = cast(raw)
     except (TypeError, ValueError):
-        raise WorkloadError(f"{key} must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise WorkloadError(f"{key} must be a positive integer, got {raw!r}")
-    return value
-
-
-def _positive_float(source: Mapping[str, object], key: str, default: float) -> float:
-    raw = source.get(key, default)
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise WorkloadError(f"{key} must be a positive number, got {raw!r}") from None
-    if not value > 0:
-        raise WorkloadError(f"{key} must be a positive number, got {raw!r}")
+        raise WorkloadError(f"{key} must be a positive {kind}, got {raw!r}") from None
+    if not value > 0:  # also rejects NaN
+        raise WorkloadError(f"{key} must be a positive {kind}, got {raw!r}")
     return value
 
 
@@ -54,9 +48,9 @@ class ServeSettings:
         return cls(
             model_uri=str(source["MODEL_URI"]) if source.get("MODEL_URI") else None,
             model_cache_dir=str(source["MODEL_CACHE_DIR"]) if source.get("MODEL_CACHE_DIR") else None,
-            max_body_bytes=_positive_int(source, "MAX_BODY_BYTES", 1024 * 1024),
-            max_batch=_positive_int(source, "MAX_BATCH", 64),
+            max_body_bytes=_positive(source, "MAX_BODY_BYTES", 1024 * 1024, int),
+            max_batch=_positive(source, "MAX_BATCH", 64, int),
             # The longest IMDB review is ~14k characters; leave headroom without inviting huge inputs.
-            max_text_chars=_positive_int(source, "MAX_TEXT_CHARS", 20_000),
-            model_retry_seconds=_positive_float(source, "MODEL_RETRY_SECONDS", 10.0),
+            max_text_chars=_positive(source, "MAX_TEXT_CHARS", 20_000, int),
+            model_retry_seconds=_positive(source, "MODEL_RETRY_SECONDS", 10.0, float),
         )
