@@ -54,15 +54,16 @@ class ModelHolder:
 
     @property
     def reason(self) -> str:
+        """Why there is no model yet; only meaningful while `predictor` is None."""
         return self._reason
 
     def activate(self, predictor: Predictor, load_seconds: float) -> None:
         """Self-test `predictor` and, if it passes, serve it from now on."""
         self_test(predictor)
         metrics.MODEL_LOAD_SECONDS.labels(predictor.version).set(load_seconds)
-        metrics.MODEL_READY.set(1)
         self._predictor = predictor
-        self._reason = "ready"
+        # After publishing: the gauge feeds the service-wide `/health`, which must not count a worker ready early.
+        metrics.MODEL_READY.set(1)
         log.info("model %s ready in %.2fs", predictor.version, load_seconds)
 
     def start_loading(self) -> None:
