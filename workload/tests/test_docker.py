@@ -35,6 +35,7 @@ def test_dockerfile_builds_the_image_the_platform_expects():
     assert re.search(r"^HEALTHCHECK .*\n?.*/health\b", final, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["python", "-m", "workload", "serve"]' in final
     assert "COPY --from=builder /opt/dist /opt/dist" in final, "the wheel ships in the image for EC2 training"
+    assert re.search(r"/opt/dist/\*\.whl.*pip install .*\[serve\]", text), "the image installs the very wheel it ships"
     # No compilers or package installs in the final stage: it only copies the builder's venv.
     assert not re.search(r"gcc|g\+\+|build-essential|apt-get|pip install", final)
 
@@ -46,16 +47,27 @@ def test_dockerignore_keeps_the_context_to_the_package():
 
 @pytest.mark.integration
 def test_the_image_command_runs_from_a_clean_venv(tmp_path, tiny_bundle):
-    """What the Dockerfile's builder does, minus Docker: a fresh venv + `pip install workload[serve]`.
+    """What the Dockerfile's builder does, minus Docker: a fresh venv, the workload built into a wheel, and
+    `pip install <that wheel>[serve]`.
 
     torch comes from the local wheel through pip's configured find-links, like the CPU index in the image.
     """
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "--quiet", "--no-cache-dir"]
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--wheel-dir", str(dist), str(WORKLOAD_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (wheel,) = dist.glob("*.whl")
     # --no-compile: byte-compiling torch's thousands of modules costs more than it saves for one server run.
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-cache-dir", "--no-compile", f"{WORKLOAD_DIR}[serve]"],
+        [*pip, "install", "--no-compile", f"{wheel}[serve]"],
         capture_output=True,
         text=True,
         timeout=600,
