@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from workload import __version__, storage
-from workload.errors import WorkloadError
+from workload.errors import WorkloadError, first_line
 
 if TYPE_CHECKING:  # torch and tokenizers are imported only when a bundle is written or loaded
     from tokenizers import Tokenizer
@@ -223,8 +223,7 @@ class Predictor:
             model = build_model(model_config)
             model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
         except Exception as exc:  # any failure here means a bad bundle: say so in one line, never half-load
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise BundleError(f"bundle at {model_uri} cannot be loaded: {first_line}") from exc
+            raise BundleError(f"bundle at {model_uri} cannot be loaded: {first_line(exc)}") from exc
         model.eval()
         return cls(model, tokenizer, manifest, config)
 
