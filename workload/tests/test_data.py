@@ -6,9 +6,11 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import json
 import tarfile
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,9 +114,26 @@ def test_corrupt_tarball_fails_and_leaves_nothing(tmp_path):
     assert_fails_cleanly(corrupt, tmp_path, "corrupt or truncated")
 
 
-def test_truncated_tarball_fails_and_leaves_nothing(synthetic_tarball, tmp_path):
+@pytest.mark.parametrize("kept", [0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+def test_truncated_tarball_fails_and_leaves_nothing(synthetic_tarball, tmp_path, kept):
     truncated = tmp_path / "truncated.tar.gz"
-    truncated.write_bytes(synthetic_tarball.read_bytes()[: synthetic_tarball.stat().st_size // 2])
+    truncated.write_bytes(synthetic_tarball.read_bytes()[: int(synthetic_tarball.stat().st_size * kept)])
+    assert_fails_cleanly(truncated, tmp_path, "corrupt or truncated")
+
+
+def test_tarball_cut_inside_a_member_header_fails(tmp_path):
+    """tarfile alone treats a short header after the first member as the end of the archive."""
+    top = write_aclimdb(tmp_path / "src", n_train=3, n_test=0, n_unsup=0, splits=("train",))
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(top, arcname="aclImdb")
+    with tarfile.open(fileobj=io.BytesIO(archive.getvalue())) as written:
+        last_member = written.getmembers()[-1]
+    cut = last_member.offset + 100  # 100 bytes into the last member's 512-byte header
+    # A gzip stream that decodes to exactly the first `cut` bytes and then stops, with no end-of-stream marker.
+    compressor = zlib.compressobj(wbits=31)
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(compressor.compress(archive.getvalue()[:cut]) + compressor.flush(zlib.Z_SYNC_FLUSH))
     assert_fails_cleanly(truncated, tmp_path, "corrupt or truncated")
 
 

@@ -110,7 +110,10 @@ def read_tarball(path: Path) -> tuple[dict[str, list[Review]], str]:
             tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="read", disable=not _is_tty()) as bar,
         ):
             reader = _HashingReader(handle, bar)
-            with tarfile.open(fileobj=reader, mode="r|gz") as tar:
+            # gzip is decoded here rather than by tarfile ("r|gz"): tarfile's stream mode ends quietly when a cut
+            # lands inside a member header, whereas GzipFile raises EOFError on a missing end-of-stream marker.
+            decompressed = gzip.GzipFile(fileobj=reader, mode="rb")
+            with tarfile.open(fileobj=decompressed, mode="r|") as tar:
                 for member in tar:
                     parsed = parse_member_name(member.name) if member.isfile() else None
                     if parsed is None:
@@ -120,6 +123,9 @@ def read_tarball(path: Path) -> tuple[dict[str, list[Review]], str]:
                     split, label, review_id, rating = parsed
                     text = clean_text(_decode(extracted.read(), member.name))
                     splits.setdefault(split, []).append(Review(review_id, rating, label, text))
+            # Read past the end-of-archive blocks to the gzip trailer, so the CRC and a truncation are checked.
+            while decompressed.read(1 << 20):
+                pass
             digest = reader.drain()
     except FileNotFoundError as exc:
         raise WorkloadError(f"no such file: {path}") from exc
