@@ -5,7 +5,8 @@
 Each step runs through the real CLI in a child process (so peak RSS is the training process's own). Prints
 ONE JSON line: accuracy (on the official test split when the source has one, else on the held-out validation
 carve-out: see `evaluation_split`), training seconds, peak RSS of training, bundle size, evaluation throughput,
-bundle load + first prediction time, and single-review predict latency with one thread.
+bundle load + first prediction time, single-review predict latency with one thread, and how many labelled
+reviews the tokenizer's fast path encodes, with its mismatches against the `tokenizers` library (must be 0).
 """
 
 from __future__ import annotations
@@ -58,6 +59,26 @@ def run_cli(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def tokenizer_parity(model: Path, data: Path) -> dict:
+    """Every labelled review through the encoder's fast path and through the library: the ids must agree."""
+    from tokenizers import Tokenizer
+    from workload.bundle import TOKENIZER
+    from workload.data import open_processed
+    from workload.text import TextEncoder
+
+    encoder = TextEncoder(Tokenizer.from_file(str(model / TOKENIZER)))
+    total = fast = mismatches = 0
+    with open_processed(str(data)) as processed:
+        for split in ("train", "test"):
+            for review in processed.reviews(split) if processed.has_split(split) else []:
+                total += 1
+                ids = encoder.ids(review.text)
+                if ids is not None:
+                    fast += 1
+                    mismatches += ids != encoder.tokenizer.encode(review.text, add_special_tokens=False).ids
+    return {"tokenizer_fast_path_share": round(fast / total, 4), "tokenizer_fast_path_mismatches": mismatches}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="ingest source: .tar.gz, aclImdb/ folder, URL or s3://")
@@ -100,6 +121,7 @@ def main() -> int:
             "bundle_bytes": sum(path.stat().st_size for path in model.iterdir()),
             "examples_per_second": evaluation["examples_per_second"],
             **latency,
+            **tokenizer_parity(model, data),
             "model_version": trained["version"],
         }
     finally:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from workload.bundle import MANIFEST, BundleError, Prediction, Predictor, self_test, verify_folder, write_bundle
 from workload.data import open_processed
+from workload.text import TextEncoder
 from workload.train import TrainOptions, train
 
 from workload import storage
@@ -125,7 +126,7 @@ def test_bilstm_bundle_round_trips(processed_data, tmp_path):
     assert predictor.manifest["arch"] == "bilstm"
     texts = [POSITIVE, NEGATIVE, ""]
     trained.model.eval()
-    batch = trained.model.featurize(trained.tokenizer, texts)
+    batch = trained.model.featurize(TextEncoder(trained.tokenizer), texts)
     with torch.inference_mode():
         expected = torch.sigmoid(trained.model(*batch.all())).tolist()
     assert [prediction.score for prediction in predictor.predict(texts)] == pytest.approx(expected, abs=1e-6)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from workload.data import open_processed
 from workload.model import ModelConfig, build_model
-from workload.text import build_tokenizer
+from workload.text import TextEncoder, build_tokenizer
 from workload.train import TrainOptions, train
 
 torch.set_num_threads(1)  # tiny models: extra threads only contend with other work on the machine
@@ -24,10 +24,10 @@ LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0])
 @pytest.mark.parametrize("arch", ["ngram", "bilstm"])
 def test_model_overfits_a_tiny_set(arch):
     torch.manual_seed(0)
-    tokenizer = build_tokenizer(TEXTS, vocab_size=200, min_frequency=1)
-    config = ModelConfig(arch=arch, vocab_size=tokenizer.get_vocab_size(), n_buckets=1 << 12, hidden_dim=16)
+    encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
+    config = ModelConfig(arch=arch, vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12, hidden_dim=16)
     model = build_model(config)
-    batch = model.featurize(tokenizer, TEXTS)
+    batch = model.featurize(encoder, TEXTS)
     model.fit_prior(batch, LABELS)
     optimizers = model.make_optimizers(0.05, 0.0)
     targets = torch.from_numpy(LABELS.astype(np.float32))
@@ -53,10 +53,11 @@ def test_model_overfits_a_tiny_set(arch):
 def test_inference_scorer_matches_the_trained_forward_pass(arch):
     """The API scores with `inference_scorer` (folded numpy weights for ngram): it must equal sigmoid(forward)."""
     torch.manual_seed(0)
-    tokenizer = build_tokenizer(TEXTS, vocab_size=200, min_frequency=1)
-    model = build_model(ModelConfig(arch=arch, vocab_size=tokenizer.get_vocab_size(), n_buckets=1 << 12, hidden_dim=8))
+    encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
+    vocab_size = encoder.tokenizer.get_vocab_size()
+    model = build_model(ModelConfig(arch=arch, vocab_size=vocab_size, n_buckets=1 << 12, hidden_dim=8))
     texts = [*TEXTS, ""]  # an empty review scores the bias alone
-    batch = model.featurize(tokenizer, texts)
+    batch = model.featurize(encoder, texts)
     model.fit_prior(batch, np.append(LABELS, 0))
     with torch.no_grad():
         for parameter in model.parameters():
@@ -68,12 +69,12 @@ def test_inference_scorer_matches_the_trained_forward_pass(arch):
 
 
 def test_bag_batch_take_gathers_the_chosen_texts():
-    tokenizer = build_tokenizer(TEXTS, vocab_size=200, min_frequency=1)
-    model = build_model(ModelConfig(vocab_size=tokenizer.get_vocab_size(), n_buckets=1 << 12))
-    batch = model.featurize(tokenizer, TEXTS)
+    encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
+    model = build_model(ModelConfig(vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12))
+    batch = model.featurize(encoder, TEXTS)
     features, offsets = batch.take(np.array([5, 2]))
-    alone_5, _ = model.featurize(tokenizer, [TEXTS[5]]).all()
-    alone_2, _ = model.featurize(tokenizer, [TEXTS[2]]).all()
+    alone_5, _ = model.featurize(encoder, [TEXTS[5]]).all()
+    alone_2, _ = model.featurize(encoder, [TEXTS[2]]).all()
     assert features.tolist() == alone_5.tolist() + alone_2.tolist()
     assert offsets.tolist() == [0, len(alone_5)]
 

@@ -1,10 +1,13 @@
-"""Tokenizer round-trip and the vectorised n-gram hashing."""
+"""Tokenizer round-trip, the encoder's fast path against the library, and the vectorised n-gram hashing."""
 
 from __future__ import annotations
 
 import numpy as np
-from tokenizers import Tokenizer
-from workload.text import UNKNOWN, build_tokenizer, encode, ngram_features
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, normalizers
+from workload.text import UNKNOWN, TextEncoder, build_tokenizer, ngram_features
 
 CORPUS = ["The movie was amazing!", "A dull, boring waste of two hours.", "The café was amazing, not dull."] * 3
 
@@ -21,10 +24,54 @@ def test_tokenizer_round_trip_through_json(tmp_path):
 
 
 def test_encode_returns_flat_ids_and_lengths():
-    tokenizer = build_tokenizer(CORPUS, vocab_size=1000)
-    flat, lengths = encode(tokenizer, ["The movie", "", "was amazing !"])
+    encoder = TextEncoder(build_tokenizer(CORPUS, vocab_size=1000))
+    flat, lengths = encoder.encode(["The movie", "", "was amazing !"])
     assert lengths.tolist() == [2, 0, 3]
-    assert flat.tolist() == tokenizer.encode("The movie was amazing !").ids
+    assert flat.tolist() == encoder.tokenizer.encode("The movie was amazing !").ids
+
+
+def library_ids(encoder: TextEncoder, text: str) -> list[int]:
+    return encoder.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+ENCODER = TextEncoder(build_tokenizer(CORPUS, vocab_size=1000, min_frequency=1))
+# ASCII pieces where a hand-rolled split could drift from the library: word/punctuation boundaries, underscores,
+# digits, every ASCII space and control character, and the special tokens the library matches in raw text.
+ASCII_PIECES = st.one_of(
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=12),
+    st.sampled_from(["[UNK]", "[PAD]", "[unk]", "[PAD", "UNK]", "__init__", "can't", "!!!", "...", "a_b9", "MOVIE"]),
+    st.sampled_from(CORPUS),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(ASCII_PIECES, max_size=8).map("".join))
+def test_fast_path_matches_the_library_on_ascii_text(text):
+    assert ENCODER.ids(text) in (None, library_ids(ENCODER, text))
+    flat, lengths = ENCODER.encode([text])
+    assert flat.tolist() == library_ids(ENCODER, text) and lengths.tolist() == [len(flat)]
+
+
+@pytest.mark.parametrize("text", ["The café", "naïve ﬁlm", "a\u00a0dull\u2003film", "The movie [UNK] was dull"])
+def test_non_ascii_text_and_special_tokens_go_through_the_library(text):
+    assert ENCODER.ids(text) is None
+    assert ENCODER.encode([text])[0].tolist() == library_ids(ENCODER, text)
+
+
+def test_other_tokenizer_layouts_always_use_the_library():
+    tokenizer = build_tokenizer(CORPUS, vocab_size=1000)
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    encoder = TextEncoder(tokenizer)
+    assert encoder.ids("The movie was amazing!") is None
+    assert encoder.encode(["The movie was amazing!"])[0].tolist() == library_ids(encoder, "The movie was amazing!")
+
+
+def test_encode_keeps_order_across_both_paths():
+    texts = ["The café", "The movie", "[PAD] dull", "", "amazing, not dull."] * 3
+    flat, lengths = ENCODER.encode(texts, chunk_size=2)
+    expected = [library_ids(ENCODER, text) for text in texts]
+    assert lengths.tolist() == [len(ids) for ids in expected]
+    assert flat.tolist() == [token for ids in expected for token in ids]
 
 
 def naive_features(docs: list[list[int]], order: int, vocab_size: int, n_buckets: int) -> list[set[int]]:

@@ -202,7 +202,9 @@ class Predictor:
 
     def __init__(self, model: SentimentModel, tokenizer: Tokenizer, manifest: dict, config: dict) -> None:
         self.model = model
-        self.tokenizer = tokenizer
+        from workload.text import TextEncoder
+
+        self.encoder = TextEncoder(tokenizer)
         self.manifest = manifest
         self.config = config
         self.version: str = manifest["version"]
@@ -232,7 +234,7 @@ class Predictor:
             raise WorkloadError("predict expects a sequence of strings")
         predictions: list[Prediction] = []
         for start in range(0, len(texts), _PREDICT_CHUNK):
-            batch = self.model.featurize(self.tokenizer, texts[start : start + _PREDICT_CHUNK])
+            batch = self.model.featurize(self.encoder, texts[start : start + _PREDICT_CHUNK])
             scores = self._score(batch).tolist()
             predictions.extend(Prediction("positive" if s >= 0.5 else "negative", s) for s in scores)
         return predictions

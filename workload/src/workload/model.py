@@ -16,12 +16,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 from torch import nn
 from torch.nn import functional
 
 from workload.errors import WorkloadError
-from workload.text import PADDING_ID, encode, ngram_features
+from workload.text import PADDING_ID, TextEncoder, ngram_features
 
 ARCHITECTURES = ("ngram", "bilstm")
 DEFAULT_ARCH = "ngram"
@@ -119,8 +118,8 @@ class NgramNB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
         self.register_buffer("ratio", torch.zeros(n_features, 1))
 
-    def featurize(self, tokenizer: Tokenizer, texts: Sequence[str]) -> BagBatch:
-        flat, lengths = encode(tokenizer, texts)
+    def featurize(self, encoder: TextEncoder, texts: Sequence[str]) -> BagBatch:
+        flat, lengths = encoder.encode(texts)
         features, offsets = ngram_features(
             flat, lengths, order=self.config.ngram_order, vocab_size=self.config.vocab_size,
             n_buckets=self.config.n_buckets,
@@ -181,8 +180,8 @@ class BiLSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(4 * config.hidden_dim, 1)  # max- and mean-pooled states of both directions
 
-    def featurize(self, tokenizer: Tokenizer, texts: Sequence[str]) -> SequenceBatch:
-        flat, lengths = encode(tokenizer, texts)
+    def featurize(self, encoder: TextEncoder, texts: Sequence[str]) -> SequenceBatch:
+        flat, lengths = encoder.encode(texts)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
         position = np.arange(len(flat)) - np.repeat(starts, lengths)
         kept = position < self.config.max_tokens

@@ -1,13 +1,15 @@
 """Tokenization (a `tokenizers` WordLevel vocabulary trained on the train split) and n-gram feature hashing.
 
-Everything after the Rust tokenizer is vectorised with numpy over the whole batch: no per-token Python loops,
-because `Predictor.predict` sits on the API's hot path.
+`TextEncoder` turns texts into token ids (training, evaluation and the API share it); everything after it is
+vectorised with numpy over the whole batch, with no per-token Python loops, because `Predictor.predict` sits
+on the API's hot path.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -31,17 +33,56 @@ def build_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, texts: Sequence[str], chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of all texts, concatenated, and each text's length: (flat_ids int64, lengths int64).
+# The Whitespace pre-tokenizer's own pattern. On ASCII text Python's `re` in ASCII mode and the library's regex
+# agree on \w and \s, and lower-casing agrees, so splitting with it reproduces the library's tokens exactly.
+_ASCII_WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
 
-    Encodes in chunks: the library's Encoding objects are large, and only their ids are kept."""
-    id_lists: list[list[int]] = []
-    for start in range(0, len(texts), chunk_size):
-        chunk = list(texts[start : start + chunk_size])
-        id_lists.extend(encoding.ids for encoding in tokenizer.encode_batch_fast(chunk, add_special_tokens=False))
-    lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
-    flat = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
-    return flat, lengths
+
+class TextEncoder:
+    """Token ids from a trained tokenizer: the one path for training, evaluation and the API.
+
+    Most of the library's time on a short text goes to offset and alignment bookkeeping that is thrown away
+    here (about 190 µs of an IMDB-length review's 300 µs in the API). For a tokenizer laid out like
+    `build_tokenizer`'s, an ASCII text is split with the same pattern in Python and looked up in the same
+    vocabulary instead, which is exact and about 2.5x faster. Anything else (non-ASCII text, a text
+    containing a special token such as "[UNK]", which the library matches before normalising, or another
+    tokenizer layout) goes through the library.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        splits_like_build_tokenizer = (
+            type(tokenizer.normalizer) is normalizers.Lowercase
+            and type(tokenizer.pre_tokenizer) is pre_tokenizers.Whitespace
+            and type(tokenizer.model) is models.WordLevel
+            and tokenizer.truncation is None
+            and tokenizer.padding is None
+        )
+        vocab = tokenizer.get_vocab() if splits_like_build_tokenizer else {}
+        self._unknown_id = vocab.get(tokenizer.model.unk_token) if vocab else None
+        # Without an id for unseen words the library's own behaviour decides, so the fast path stays off.
+        self._vocab: dict[str, int] | None = vocab if self._unknown_id is not None else None
+        self._added_tokens = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
+
+    def ids(self, text: str) -> list[int] | None:
+        """The text's token ids by the fast path, or None where only the library is exact."""
+        if self._vocab is None or not text.isascii() or any(token in text for token in self._added_tokens):
+            return None
+        return list(map(self._vocab.get, _ASCII_WORDS.findall(text.lower()), repeat(self._unknown_id)))
+
+    def encode(self, texts: Sequence[str], chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of all texts, concatenated, and each text's length: (flat_ids int64, lengths int64)."""
+        id_lists = [self.ids(text) for text in texts]
+        left = [index for index, ids in enumerate(id_lists) if ids is None]
+        # In chunks: the library's Encoding objects are large, and only their ids are kept.
+        for start in range(0, len(left), chunk_size):
+            chunk = left[start : start + chunk_size]
+            encodings = self.tokenizer.encode_batch_fast([texts[index] for index in chunk], add_special_tokens=False)
+            for index, encoding in zip(chunk, encodings, strict=True):
+                id_lists[index] = encoding.ids
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))  # type: ignore[arg-type]
+        flat = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))  # type: ignore[arg-type]
+        return flat, lengths
 
 
 # Multiplier and mixer constants for a 64-bit rolling hash (splitmix64's finaliser): cheap and well spread.

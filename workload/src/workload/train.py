@@ -24,7 +24,7 @@ from torch.nn import functional
 from workload.data import ProcessedData, Review, split_validation
 from workload.errors import WorkloadError
 from workload.model import DEFAULT_ARCH, Batch, ModelConfig, SentimentModel, build_model
-from workload.text import build_tokenizer
+from workload.text import TextEncoder, build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,9 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     tokenizer = build_tokenizer((review.text for review in train_reviews), vocab_size=hyper.vocab_size)
     config = ModelConfig(arch=options.arch, vocab_size=tokenizer.get_vocab_size())
     model = build_model(config)
-    train_batch = model.featurize(tokenizer, [review.text for review in train_reviews])
-    validation_batch = model.featurize(tokenizer, [review.text for review in validation_reviews])
+    encoder = TextEncoder(tokenizer)
+    train_batch = model.featurize(encoder, [review.text for review in train_reviews])
+    validation_batch = model.featurize(encoder, [review.text for review in validation_reviews])
     train_labels, validation_labels = _labels(train_reviews), _labels(validation_reviews)
     model.fit_prior(train_batch, train_labels)
     model.to(device)
