@@ -64,15 +64,14 @@ def marker() -> Iterator[str]:
     kill_all(processes_with_marker(value))  # never leak processes into the rest of the suite
 
 
-def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen(
-        [sys.executable, "scripts/demo.py"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def start_demo(env: dict[str, str], stderr: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "scripts/demo.py"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
     )
+
+
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    process = start_demo(env, stderr=subprocess.PIPE)
     try:
         stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -142,14 +141,7 @@ def test_demo_serves_the_web_page_until_ctrl_c_then_cleans_up(tmp_path: Path, ma
     tarball = write_aclimdb_tarball(tmp_path / "aclImdb_sample.tar.gz", n_train=40, n_test=20, n_unsup=0, seed=3)
     env = demo_env(tmp_path, marker, IMDB_SOURCE=str(tarball))
     del env["DEMO_EXIT"]
-    process = subprocess.Popen(
-        [sys.executable, "scripts/demo.py"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_demo(env, stderr=subprocess.STDOUT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     seen: list[str] = []
