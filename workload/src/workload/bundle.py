@@ -201,9 +201,9 @@ class Predictor:
     """A loaded, verified bundle ready to score reviews on CPU."""
 
     def __init__(self, model: SentimentModel, tokenizer: Tokenizer, manifest: dict, config: dict) -> None:
-        self.model = model
         from workload.text import TextEncoder
 
+        self.model = model
         self.encoder = TextEncoder(tokenizer)
         self.manifest = manifest
         self.config = config
