@@ -108,3 +108,16 @@ def test_a_failed_upload_reports_its_own_error_and_rolls_back_when_allowed(
     with pytest.raises(WorkloadError, match="network gone"):
         storage.publish_folder(folder, uri)
     assert storage.list_names(uri) == ([] if delete_allowed else ["a.txt"])
+
+
+def test_keys_that_s3_refuses_to_delete_are_an_error(monkeypatch):
+    """DeleteObjects answers 200 with the refused keys under "Errors" (e.g. without s3:DeleteObject)."""
+
+    class RefusingClient:
+        def delete_objects(self, Bucket: str, Delete: dict) -> dict:
+            return {"Errors": [{"Key": item["Key"], "Code": "AccessDenied"} for item in Delete["Objects"]]}
+
+    monkeypatch.setattr(storage, "s3_client", RefusingClient)
+    expected = r"refused to delete 2 key\(s\) under s3://lake/models/v1, e.g. models/v1/a: AccessDenied"
+    with pytest.raises(WorkloadError, match=expected):
+        storage.delete_names("s3://lake/models/v1", ["a", "b"])

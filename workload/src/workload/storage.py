@@ -132,7 +132,14 @@ def delete_names(uri: str, names: list[str]) -> None:
     with s3_errors(uri):
         client = s3_client()
         for start in range(0, len(keys), 1000):
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+            answer = client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+            # DeleteObjects answers 200 even when it refuses keys (AccessDenied): the refusals are in "Errors".
+            if refused := answer.get("Errors"):
+                first = refused[0]
+                raise WorkloadError(
+                    f"S3 refused to delete {len(refused)} key(s) under {uri}, "
+                    f"e.g. {first.get('Key')}: {first.get('Code', 'error')}"
+                )
 
 
 def publish_folder(local: Path, uri: str, *, last: str = "manifest.json", replace: bool = False) -> None:
