@@ -54,6 +54,10 @@ end
 """
 
 
+def _read_text(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    return tar.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
+
+
 def real_reviews(tarball: Path, count: int, seed: int) -> list[str]:
     """A uniform sample of labelled train reviews (reservoir sampling while streaming the tarball)."""
     rng = random.Random(seed)
@@ -64,10 +68,10 @@ def real_reviews(tarball: Path, count: int, seed: int) -> list[str]:
             if not (member.isfile() and re.search(r"/train/(pos|neg)/[^/]+\.txt$", member.name)):
                 continue
             seen += 1
-            slot = len(sample) if len(sample) < count else rng.randrange(seen)
-            if slot < count:
-                text = tar.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
-                sample.append(text) if slot == len(sample) else sample.__setitem__(slot, text)
+            if len(sample) < count:
+                sample.append(_read_text(tar, member))
+            elif (slot := rng.randrange(seen)) < count:
+                sample[slot] = _read_text(tar, member)
     if not sample:
         raise WorkloadError(f"no aclImdb/train/pos|neg reviews found in {tarball}")
     return sample
