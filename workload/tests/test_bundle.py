@@ -11,6 +11,7 @@ import pytest
 import torch
 from workload.bundle import MANIFEST, BundleError, Prediction, Predictor, self_test, verify_folder, write_bundle
 from workload.data import open_processed
+from workload.errors import WorkloadError
 from workload.text import TextEncoder
 from workload.train import TrainOptions, train
 
@@ -85,7 +86,7 @@ def test_predict_rejects_a_bare_string(tiny_bundle):
 def test_train_refuses_to_overwrite_a_bundle(tiny_bundle, processed_data):
     with open_processed(str(processed_data)) as data:
         trained = train(data, TrainOptions(epochs=1, threads=1))
-        with pytest.raises(BundleError, match="refusing to overwrite"):
+        with pytest.raises(WorkloadError, match="refusing to overwrite"):  # storage.publish_folder's refusal
             write_bundle(str(tiny_bundle), trained=trained, data_manifest_sha256="x", data_uri="y")
 
 

@@ -10,6 +10,7 @@ import sys
 
 import boto3
 import pytest
+import workload.train
 from workload.cli import main
 
 COMMANDS = ["ingest", "train", "evaluate", "predict", "serve", "launch-training"]
@@ -48,6 +49,18 @@ def test_workload_errors_are_one_line_with_exit_1(tmp_path, capsys):
     assert err.startswith("error: no such source") and err.count("\n") == 1
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 1
     assert "error: no model bundle" in capsys.readouterr().err
+
+
+def test_train_refuses_an_existing_output_before_training(tiny_bundle, processed_data, tmp_path, monkeypatch, capsys):
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("train ran although its output exists")
+
+    monkeypatch.setattr(workload.train, "train", must_not_train)
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing folder, even an empty one, is refused at publish time too
+    for output in (tiny_bundle, empty):
+        assert main(["train", "--data", str(processed_data), "--output", str(output)]) == 1
+        assert capsys.readouterr().err == f"error: refusing to overwrite existing {output}\n"
 
 
 def last_json_line(output: str) -> dict:

@@ -82,11 +82,10 @@ def code_version() -> dict[str, str | None]:
 def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, data_uri: str) -> dict:
     """Write a trained model as a bundle exactly at `uri`; refuse to overwrite an existing one.
 
-    Files are written to a staging folder first; the manifest is written (and uploaded) last."""
+    Files are written to a staging folder first; the manifest is written (and uploaded) last. The refusal is
+    `storage.publish_folder`'s, at publish time (so a bundle that appears meanwhile is not overwritten either)."""
     from safetensors.torch import save_file
 
-    if storage.list_names(uri):
-        raise BundleError(f"refusing to overwrite the existing bundle at {uri}")
     with storage.staging_dir(uri) as staging:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS))

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from workload import launch, server
 from workload.errors import WorkloadError
@@ -40,10 +41,15 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from workload import storage
     from workload.bundle import write_bundle
     from workload.data import open_processed
     from workload.train import TrainOptions, train
 
+    # Refuse before training, not after it: publishing refuses too (that covers a race), but only at the end.
+    exists = bool(storage.list_names(args.output)) if storage.is_s3(args.output) else Path(args.output).exists()
+    if exists:
+        raise WorkloadError(f"refusing to overwrite existing {args.output}")
     options = TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed, device=args.device, threads=args.threads)
     with open_processed(args.data) as data:
         trained = train(data, options)
