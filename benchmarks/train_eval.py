@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("--source", required=True, help="ingest source: .tar.gz, aclImdb/ folder, URL or s3://")
     parser.add_argument("--workdir", type=Path, help="keep data and bundle here (default: a temp dir, removed)")
     parser.add_argument("--arch", default="ngram")
-    parser.add_argument("--threads", help="training threads (default: all cores)")
+    parser.add_argument("--threads", help="training threads (default: 1 for ngram, all cores for bilstm)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imdb-bench-"))

@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: per architecture)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA if any")
-    train.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all available cores)")
+    train.add_argument(
+        "--threads", type=positive_int,
+        help="torch CPU threads (default per architecture: 1 for ngram, every core this process may use for bilstm)",
+    )  # fmt: skip
 
     evaluate = command("evaluate", "score a bundle on a labelled split; last stdout line is JSON", run_evaluate)
     evaluate.add_argument("--model", required=True, help="bundle URI")
