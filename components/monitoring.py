@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components import policies
+
 
 @dataclass(frozen=True)
 class MonitoringArgs:
@@ -42,8 +44,10 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # The AWS-managed key encrypts messages at rest at no key cost; CloudWatch can publish with it.
-        topic = aws.sns.Topic(f"{name}-alerts", kms_master_key_id="alias/aws/sns", opts=child)
+        # A customer-managed key (about $1/month): the AWS-managed alias/aws/sns key's policy does not let CloudWatch
+        # use it, so alarms publishing to a topic encrypted with it would never deliver a notification.
+        key = self._topic_key(name)
+        topic = aws.sns.Topic(f"{name}-alerts", kms_master_key_id=key.arn, opts=child)
         if args.alert_email:
             aws.sns.TopicSubscription(
                 f"{name}-alerts-email", topic=topic.arn, protocol="email", endpoint=args.alert_email, opts=child
@@ -88,6 +92,29 @@ class Monitoring(pulumi.ComponentResource):
             )
         )
         self.register_outputs({"topic_arn": self.topic_arn, "dashboard_url": self.dashboard_url})
+
+    def _topic_key(self, name: str) -> aws.kms.Key:
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        identity = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke)
+        key = aws.kms.Key(
+            f"{name}-alerts-key",
+            description=f"{name} alarm topic encryption ({pulumi.get_project()}/{pulumi.get_stack()})",
+            enable_key_rotation=True,
+            # Messages rest in SNS only until delivered, so the shortest deletion window loses nothing.
+            deletion_window_in_days=7,
+            policy=pulumi.Output.all(account_id=identity.account_id, partition=partition.partition).apply(
+                lambda a: policies.to_json(policies.alarm_topic_key_policy(**a))
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.kms.Alias(
+            f"{name}-alerts-key",
+            name=f"alias/{pulumi.get_project()}-{pulumi.get_stack()}-{name}-alerts",
+            target_key_id=key.key_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key
 
     @staticmethod
     def _alarms(args: MonitoringArgs) -> dict[str, _Alarm]:

@@ -1,7 +1,8 @@
 """IAM policy documents as plain functions of ARNs, so the same code renders them for AWS and for the tests.
 
-Least privilege throughout: every statement names its resources; the only `"*"` resource is the one AWS
-requires (`ecr:GetAuthorizationToken` cannot be scoped to a repository).
+Least privilege throughout: every statement names its resources; the only `"*"` resource in an identity policy
+is the one AWS requires (`ecr:GetAuthorizationToken` cannot be scoped to a repository). In a key policy `"*"`
+means the key the policy is attached to.
 """
 
 from __future__ import annotations
@@ -128,6 +129,35 @@ def execution_policy(*, repository_arn: str, log_group_arn: str) -> PolicyDocume
             ECR_AUTH_STATEMENT,
             {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn},
             _log_stream_statement(log_group_arn),
+        ]
+    )
+
+
+def alarm_topic_key_policy(*, account_id: str, partition: str) -> PolicyDocument:
+    """Key policy for the alarm topic's KMS key: the account administers the key through IAM (as AWS's default key
+    policy does), and CloudWatch may encrypt and decrypt with it, for this account's alarms only.
+
+    SNS calls KMS on behalf of the publisher, so CloudWatch itself needs these two actions; the AWS-managed
+    `alias/aws/sns` key cannot grant them, which is why alarm topics need a customer-managed key.
+    """
+    return document(
+        [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                # Confused-deputy guard: alarms in other accounts cannot use this key through CloudWatch.
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            },
         ]
     )
 

@@ -127,6 +127,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 return {"name": args.args["name"], "value": AMI_ID, "type": "String", "id": args.args["name"]}, []
             case "aws:index/getCallerIdentity:getCallerIdentity":
                 return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "AIDA"}, []
+            case "aws:index/getPartition:getPartition":
+                return {
+                    "partition": "aws",
+                    "dnsSuffix": "amazonaws.com",
+                    "reverseDnsPrefix": "com.amazonaws",
+                    "id": "aws",
+                }, []
             case "aws:index/getRegion:getRegion":
                 return {"name": REGION, "region": REGION, "id": REGION}, []
         raise NotImplementedError(f"the mocks do not answer {args.token}")

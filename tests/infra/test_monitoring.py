@@ -1,6 +1,8 @@
 import dataclasses
 import json
 
+from infra_mocks import ACCOUNT
+
 from components.monitoring import Monitoring, MonitoringArgs
 
 ARGS = MonitoringArgs(
@@ -64,3 +66,20 @@ def test_dashboard_shows_traffic_latency_errors_resources_and_tasks(run_pulumi, 
     } <= names
     stats = {m[-1]["stat"] for m in metrics if m[1] == "TargetResponseTime"}
     assert stats == {"p50", "p99"}
+
+
+def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(run_pulumi, pulumi_mocks):
+    """alias/aws/sns would encrypt the topic too, but its policy shuts CloudWatch out: no alarm would ever arrive."""
+    run_pulumi(build)
+    key = pulumi_mocks.one("aws:kms/key:Key")
+    assert pulumi_mocks.one("aws:sns/topic:Topic").inputs["kmsMasterKeyId"] == key.state["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    alias = pulumi_mocks.one("aws:kms/alias:Alias").inputs
+    assert alias["targetKeyId"] == key.state["keyId"] and alias["name"].startswith("alias/")
+    statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    assert statements["AccountAdministersKey"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    cloudwatch = statements["CloudWatchAlarmsPublish"]
+    assert cloudwatch["Effect"] == "Allow"
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
