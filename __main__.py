@@ -39,12 +39,14 @@ lake = DataLake(
     ),
     opts=with_provider,
 )
+source_commit = git_commit(PROJECT_DIR)
 registry = Registry(
     "registry",
     RegistryArgs(
         context_dir=str(PROJECT_DIR / "workload"),
         dockerfile=str(PROJECT_DIR / "workload" / "Dockerfile"),
-        image_tag=config.require("imageTag") or git_commit(PROJECT_DIR),
+        image_tag=config.require("imageTag") or source_commit,
+        source_commit=source_commit,
         keep_images=config.require_int("ecrKeepImages"),
         force_delete=config.require_bool("forceDestroy"),
     ),

@@ -13,11 +13,12 @@ import pulumi_docker as docker
 
 
 def git_commit(repo_root: Path) -> str:
-    """The checked-out commit, used as the (immutable) image tag so every image traces back to its source."""
+    """The checked-out commit: the default (immutable) image tag, and packaged into the image, so every image and
+    every bundle it trains traces back to its source."""
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        raise ValueError(f"cannot read the git commit in {repo_root} for the image tag: {error}") from error
+        raise ValueError(f"cannot read the git commit in {repo_root} for the image: {error}") from error
     return result.stdout.strip()
 
 
@@ -27,6 +28,8 @@ class RegistryArgs:
     """Docker build context (the `workload/` project)."""
     dockerfile: str
     image_tag: str
+    source_commit: str
+    """The git commit the image is built from: packaged into the wheel, so bundles record it."""
     keep_images: int
     """How many images the lifecycle policy keeps; older ones are expired."""
     force_delete: bool
@@ -76,7 +79,13 @@ class Registry(pulumi.ComponentResource):
         )
         image = docker.Image(
             f"{name}-image",
-            build=docker.DockerBuildArgs(context=args.context_dir, dockerfile=args.dockerfile, platform="linux/amd64"),
+            build=docker.DockerBuildArgs(
+                context=args.context_dir,
+                dockerfile=args.dockerfile,
+                platform="linux/amd64",
+                # The Dockerfile writes it into the wheel; EC2 training installs that same wheel.
+                args={"GIT_COMMIT": args.source_commit},
+            ),
             image_name=repository.repository_url.apply(lambda url: f"{url}:{args.image_tag}"),
             registry=docker.RegistryArgs(
                 server=repository.repository_url,

@@ -9,7 +9,12 @@ from components.registry import Registry, RegistryArgs, git_commit
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ARGS = RegistryArgs(
-    context_dir="workload", dockerfile="workload/Dockerfile", image_tag="abc1234", keep_images=7, force_delete=False
+    context_dir="workload",
+    dockerfile="workload/Dockerfile",
+    image_tag="abc1234",
+    source_commit="0123456789abcdef",
+    keep_images=7,
+    force_delete=False,
 )
 
 
@@ -38,6 +43,7 @@ def test_image_is_built_for_amd64_tagged_with_the_commit_and_exposed_by_digest(r
         "context": "workload",
         "dockerfile": "workload/Dockerfile",
         "platform": "linux/amd64",
+        "args": {"GIT_COMMIT": "0123456789abcdef"},
     }
     assert image.inputs["imageName"] == f"{out['url']}:abc1234"
     registry = image.inputs["registry"]

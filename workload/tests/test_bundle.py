@@ -15,7 +15,7 @@ from workload.errors import WorkloadError
 from workload.text import TextEncoder
 from workload.train import TrainOptions, train
 
-from workload import storage
+from workload import bundle, storage
 
 POSITIVE = "The movie was amazing!"
 NEGATIVE = "A dull, boring waste of two hours."
@@ -131,3 +131,13 @@ def test_bilstm_bundle_round_trips(processed_data, tmp_path):
     with torch.inference_mode():
         expected = torch.sigmoid(trained.model(*batch.all())).tolist()
     assert [prediction.score for prediction in predictor.predict(texts)] == pytest.approx(expected, abs=1e-6)
+
+
+def test_code_version_prefers_the_commit_packaged_into_the_image(monkeypatch, tmp_path):
+    monkeypatch.delenv("GIT_COMMIT", raising=False)
+    packaged = tmp_path / "GIT_COMMIT"
+    packaged.write_text("0123456789abcdef\n")
+    monkeypatch.setattr(bundle, "PACKAGED_COMMIT", packaged)
+    assert bundle.code_version()["git_commit"] == "0123456789abcdef"
+    packaged.write_text("\n")  # built without the build argument: fall back to the checkout's commit
+    assert bundle.code_version()["git_commit"] != "0123456789abcdef"

@@ -64,9 +64,16 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+# Written into the package by the Dockerfile (build argument GIT_COMMIT); absent in a source checkout.
+PACKAGED_COMMIT = Path(__file__).with_name("GIT_COMMIT")
+
+
 def code_version() -> dict[str, str | None]:
-    """Package version plus the git commit: $GIT_COMMIT (set in images/CI) or `git rev-parse` if in a checkout."""
+    """Package version plus the git commit: $GIT_COMMIT, else the commit packaged into the image's wheel, else
+    `git rev-parse` when running from a checkout."""
     commit = os.environ.get("GIT_COMMIT") or None
+    if commit is None and PACKAGED_COMMIT.is_file():
+        commit = PACKAGED_COMMIT.read_text(encoding="utf-8").strip() or None
     if commit is None:
         try:
             result = subprocess.run(
