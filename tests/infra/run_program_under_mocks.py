@@ -4,8 +4,9 @@ Usage: python tests/infra/run_program_under_mocks.py Pulumi.<stack>.yaml OUT.jso
 
 The Pulumi Python runtime keeps process-wide state, so each stack runs in its own process. Config is what the
 CLI would hand the program: the stack file's values over the defaults declared in Pulumi.yaml. OUT.json gets
-`{"resources": [...], "outputs": {...}, "calls": [...], "ignore_changes": {...}}` with every resource's
-inputs and fabricated state.
+`{"stack": ..., "config": {...}, "resources": [...], "outputs": {...}, "calls": [...], "ignore_changes": {...}}`
+with that effective config (as YAML values, not the engine's strings) and every resource's inputs and
+fabricated state.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def _config_string(value: object) -> str:
     return str(value)
 
 
-def stack_config(stack_file: Path) -> dict[str, str]:
-    """The flat `namespace:key` -> string map the Pulumi engine passes to a program, or SystemExit if incomplete."""
+def effective_config(stack_file: Path) -> dict[str, Any]:
+    """The stack file's `namespace:key` values over the Pulumi.yaml defaults, as YAML values, or SystemExit if a
+    required key is missing."""
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     stack = yaml.safe_load(stack_file.read_text()).get("config", {})
     name = project["name"]
@@ -41,12 +43,18 @@ def stack_config(stack_file: Path) -> dict[str, str]:
     missing = [f"{name}:{key}" for key in project["config"] if f"{name}:{key}" not in config]
     if missing:
         raise SystemExit(f"{stack_file.name}: missing required configuration {missing}")
+    return config
+
+
+def stack_config(config: dict[str, Any]) -> dict[str, str]:
+    """The flat `namespace:key` -> string map the Pulumi engine passes to a program."""
     return {key: _config_string(value) for key, value in config.items()}
 
 
 def main(stack_file: Path, out_file: Path) -> None:
+    config = effective_config(stack_file)
     # The runtime reads PULUMI_CONFIG when it is imported, as it does under `pulumi up`.
-    os.environ["PULUMI_CONFIG"] = json.dumps(stack_config(stack_file))
+    os.environ["PULUMI_CONFIG"] = json.dumps(stack_config(config))
     sys.path[:0] = [str(REPO_ROOT), str(Path(__file__).resolve().parent)]
     os.chdir(REPO_ROOT)
 
@@ -67,6 +75,7 @@ def main(stack_file: Path, out_file: Path) -> None:
     program()
     result = {
         "stack": stack_name,
+        "config": config,
         "resources": [dataclasses.asdict(resource) for resource in mocks.resources],
         "outputs": outputs,
         "calls": mocks.calls,

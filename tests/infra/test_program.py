@@ -29,12 +29,13 @@ REQUIRED_OUTPUTS = [
 class Program:
     """What one run of `__main__.py` registered, with lookups by type."""
 
-    def __init__(self, result: dict[str, Any], stack_config: dict[str, Any]) -> None:
+    def __init__(self, result: dict[str, Any]) -> None:
         self.stack: str = result["stack"]
+        # What the program was given: the stack file over the Pulumi.yaml defaults.
+        self.config: dict[str, Any] = result["config"]
         self.resources: list[dict[str, Any]] = result["resources"]
         self.outputs: dict[str, Any] = result["outputs"]
         self.ignore_changes: dict[str, list[str]] = result["ignore_changes"]
-        self.config = stack_config
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == typ]
@@ -71,8 +72,7 @@ def program(request, tmp_path_factory) -> Program:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    config = yaml.safe_load(stack_file.read_text())["config"]
-    return Program(json.loads(out.read_text()), config)
+    return Program(json.loads(out.read_text()))
 
 
 def _cfg(program: Program, key: str) -> Any:
@@ -95,7 +95,7 @@ def test_every_aws_resource_uses_the_tagging_provider(program):
     assert provider["inputs"]["region"] == program.config["aws:region"]
     # Provider inputs reach the engine JSON-encoded.
     tags = json.loads(provider["inputs"]["defaultTags"])["tags"]
-    assert tags == {"project": "imdb-sentiment", "stack": program.stack, "owner": "ml-platform"}
+    assert tags == {"project": "imdb-sentiment", "stack": program.stack, "owner": _cfg(program, "owner")}
     aws_resources = [r for r in program.resources if r["type"].startswith("aws:")]
     assert aws_resources
     stray = [r["name"] for r in aws_resources if f"pulumi:providers:aws::{provider['name']}::" not in r["provider"]]
@@ -116,7 +116,7 @@ def test_data_lake_is_private_encrypted_versioned_and_tls_only(program):
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
     sse = program.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     algorithm = sse["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"]
-    assert algorithm == ("aws:kms" if program.config.get("imdb-sentiment:storageKms") else "AES256")
+    assert algorithm == ("aws:kms" if _cfg(program, "storageKms") else "AES256")
     policy = json.loads(program.one("aws:s3/bucketPolicy:BucketPolicy")["inputs"]["policy"])
     bucket_arn = bucket["state"]["arn"]
     deny_plain_http = [
@@ -206,7 +206,7 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
         ]
         == "ECSServiceAverageCPUUtilization"
     ]
-    assert [c["targetValue"] for c in cpu] == [70]
+    assert [c["targetValue"] for c in cpu] == [_cfg(program, "cpuTargetPercent")]
     target = program.one("aws:appautoscaling/target:Target")["inputs"]
     assert target["minCapacity"] == _cfg(program, "serviceMinCount")
     assert target["maxCapacity"] == _cfg(program, "serviceMaxCount")
