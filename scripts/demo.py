@@ -128,15 +128,13 @@ class Demo:
         self.s3 = EmbeddedS3()
         self.server: ServerProcess | None = None
         self.current_step = "start"
-        self._step_number = 0
 
     # --- plumbing -------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
-        self._step_number += 1
         self.current_step = name
-        print(f"[{self._step_number}/{len(STEPS)}] {name}", flush=True)
+        print(f"[{STEPS.index(name) + 1}/{len(STEPS)}] {name}", flush=True)
         started = time.monotonic()
         yield
         print(f"      done in {time.monotonic() - started:.1f}s", flush=True)
@@ -206,7 +204,7 @@ class Demo:
     def start_s3(self) -> None:
         try:
             self.s3.start()
-        except Exception as error:  # the lead's EmbeddedS3 raises WorkloadError with a clear message
+        except WorkloadError as error:  # already one clear line; anything else reaches main()'s one-line report
             raise StepFailed(str(error)) from error
         print(f"      moto S3 at {self.s3.endpoint_url}")
 
