@@ -26,6 +26,7 @@ SETTINGS_MARKER = "# @@SETTINGS@@"
 READ_PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX)
 WRITE_PREFIXES = (PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX)
 RAW_ARCHIVE_KEY = f"{RAW_PREFIX}aclImdb_v1.tar.gz"
+TRAINING_LOGS_PREFIX = f"{LOGS_PREFIX}training/"
 
 
 def render_user_data(settings: dict[str, str]) -> str:
@@ -127,7 +128,11 @@ class TrainingCompute(pulumi.ComponentResource):
                         **values,
                         "REGION": args.region,
                         "REGISTRY": values["IMAGE"].split("/", 1)[0],
+                        # Rendered from the same constants as the role's prefixes, so script and policy agree.
                         "RAW_KEY": RAW_ARCHIVE_KEY,
+                        "PROCESSED_PREFIX": PROCESSED_PREFIX,
+                        "MODELS_PREFIX": MODELS_PREFIX,
+                        "TRAINING_LOGS_PREFIX": TRAINING_LOGS_PREFIX,
                         "ARCH": args.arch,
                         "EPOCHS": str(args.epochs),
                         "MAX_RUN_MINUTES": str(args.max_run_minutes),

@@ -4,11 +4,11 @@
 # It runs the exact code that serves: the workload wheel comes out of the API image (pulled by digest), is
 # installed into a venv (CUDA PyTorch when a GPU is present, the CPU build otherwise), and runs
 # `python -m workload ingest`, `train` and `evaluate` against the data-lake bucket. Whatever happens, the log
-# goes to s3://$BUCKET/logs/training/ (and live to CloudWatch Logs) and the instance powers off; the launch
+# goes to s3://$BUCKET/$TRAINING_LOGS_PREFIX (and live to CloudWatch Logs) and the instance powers off; the launch
 # template sets shutdown behaviour to `terminate`, so nothing is left running or billing.
 set -euo pipefail
 
-# Values rendered in by Pulumi (components/training.py).
+# Values rendered in by Pulumi (components/training.py); the S3 prefixes are the ones the instance role may write.
 # @@SETTINGS@@
 export AWS_DEFAULT_REGION="$REGION"  # for the AWS CLI and boto3 alike
 
@@ -19,7 +19,7 @@ RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
 finish() {
     local status=$?
     echo "training run ${RUN_ID} finished with exit status ${status}"
-    aws s3 cp --only-show-errors "$LOG_FILE" "s3://${BUCKET}/logs/training/${RUN_ID}.log" || true
+    aws s3 cp --only-show-errors "$LOG_FILE" "s3://${BUCKET}/${TRAINING_LOGS_PREFIX}${RUN_ID}.log" || true
     sleep 10  # let the CloudWatch agent ship the last lines
     shutdown -h now
 }
@@ -31,8 +31,8 @@ shutdown -h "+${MAX_RUN_MINUTES}"
 mkdir -p "$WORK_DIR"
 exec >>"$LOG_FILE" 2>&1
 RUN_ID="${RUN_ID}-$(cat /var/lib/cloud/data/instance-id)"
-DATA_URI="s3://${BUCKET}/processed/${RUN_ID}"
-MODEL_URI="s3://${BUCKET}/models/${RUN_ID}"
+DATA_URI="s3://${BUCKET}/${PROCESSED_PREFIX}${RUN_ID}"
+MODEL_URI="s3://${BUCKET}/${MODELS_PREFIX}${RUN_ID}"
 echo "training run ${RUN_ID}: image ${IMAGE}, model will be ${MODEL_URI}"
 
 dnf install -y --quiet python3.11 awscli-2 amazon-cloudwatch-agent
@@ -66,5 +66,6 @@ workload=("$WORK_DIR/venv/bin/python" -m workload)
 # auto: the test split when raw/ holds the official tarball, the validation carve-out for a train-only one
 "${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split auto | tee "$WORK_DIR/evaluation.txt"
 tail -n 1 "$WORK_DIR/evaluation.txt" >"$WORK_DIR/evaluation.json"
-aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" "s3://${BUCKET}/logs/training/${RUN_ID}.evaluation.json"
+aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" \
+    "s3://${BUCKET}/${TRAINING_LOGS_PREFIX}${RUN_ID}.evaluation.json"
 echo "model ready: set modelVersion to ${RUN_ID} in the stack config and run pulumi up to promote it"

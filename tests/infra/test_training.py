@@ -5,7 +5,14 @@ import json
 import pytest
 from infra_mocks import AMI_ID
 
-from components.training import READ_PREFIXES, WRITE_PREFIXES, TrainingArgs, TrainingCompute, render_user_data
+from components.training import (
+    READ_PREFIXES,
+    USER_DATA_TEMPLATE,
+    WRITE_PREFIXES,
+    TrainingArgs,
+    TrainingCompute,
+    render_user_data,
+)
 
 ARGS = TrainingArgs(
     vpc_id="vpc-1",
@@ -94,6 +101,9 @@ def test_user_data_is_rendered_with_the_run_settings(run_pulumi, pulumi_mocks, s
         "readonly REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com",
         f"readonly LOG_GROUP={out['logs']}",
         "readonly RAW_KEY=raw/aclImdb_v1.tar.gz",
+        "readonly PROCESSED_PREFIX=processed/",
+        "readonly MODELS_PREFIX=models/",
+        "readonly TRAINING_LOGS_PREFIX=logs/training/",
         "readonly ARCH=bilstm",
         "readonly EPOCHS=4",
         "readonly MAX_RUN_MINUTES=90",
@@ -105,6 +115,20 @@ def test_user_data_is_rendered_with_the_run_settings(run_pulumi, pulumi_mocks, s
     assert script.index("trap finish EXIT") < script.index("dnf install")
     assert 'shutdown -h "+${MAX_RUN_MINUTES}"' in script
     shell_check(script)
+
+
+def test_user_data_writes_only_under_prefixes_the_role_may_write(run_pulumi, pulumi_mocks):
+    """The script's S3 paths come from rendered prefixes (the constants the policy uses), so the two cannot drift."""
+    template = USER_DATA_TEMPLATE.read_text()
+    for prefix in (*READ_PREFIXES, *WRITE_PREFIXES):
+        assert f"/{prefix}" not in template, f"{prefix} is hard-coded in the template"
+    run_pulumi(build)
+    script = base64.b64decode(pulumi_mocks.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+    lines = script.splitlines()
+    settings = dict(line.removeprefix("readonly ").split("=", 1) for line in lines if line.startswith("readonly "))
+    for variable in ("PROCESSED_PREFIX", "MODELS_PREFIX", "TRAINING_LOGS_PREFIX"):
+        assert settings[variable].startswith(WRITE_PREFIXES), variable
+        assert f"${{BUCKET}}/${{{variable}}}" in script, f"{variable} is never used"
 
 
 def test_settings_are_shell_quoted():
