@@ -58,6 +58,10 @@ def _kms(key_arn: str | None, actions: Sequence[str]) -> list[dict[str, Any]]:
     return [{"Sid": "DataLakeKey", "Effect": "Allow", "Action": list(actions), "Resource": key_arn}]
 
 
+def _image_pull_statement(repository_arn: str) -> dict[str, Any]:
+    return {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn}
+
+
 def _log_stream_statement(log_group_arn: str) -> dict[str, Any]:
     return {
         "Sid": "WriteOwnLogGroup",
@@ -92,7 +96,7 @@ def training_policy(
             "Resource": _objects(bucket_arn, write_prefixes),
         },
         ECR_AUTH_STATEMENT,
-        {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn},
+        _image_pull_statement(repository_arn),
         _log_stream_statement(log_group_arn),
         {
             # The CloudWatch agent checks its stream exists before writing.
@@ -127,7 +131,7 @@ def execution_policy(*, repository_arn: str, log_group_arn: str) -> PolicyDocume
     return document(
         [
             ECR_AUTH_STATEMENT,
-            {"Sid": "PullWorkloadImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arn},
+            _image_pull_statement(repository_arn),
             _log_stream_statement(log_group_arn),
         ]
     )
