@@ -75,7 +75,7 @@ class TrainingCompute(pulumi.ComponentResource):
 
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/imdb-sentiment/{pulumi.get_stack()}/{name}",
+            name=f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
             retention_in_days=args.log_retention_days,
             opts=child,
         )
