@@ -196,6 +196,8 @@ class Serving(pulumi.ComponentResource):
         )
         self._autoscaling(name, args, cluster, service, load_balancer, target_group)
 
+        # With a certificate this is still the load balancer's own name, which no ACM certificate covers: clients
+        # use the certificate's domain, pointed at the load balancer (see certificateArn in Pulumi.yaml).
         scheme = "https" if args.certificate_arn else "http"
         self.endpoint = load_balancer.dns_name.apply(lambda dns: f"{scheme}://{dns}")
         self.cluster_name = cluster.name
