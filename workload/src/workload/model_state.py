@@ -13,15 +13,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from workload import metrics
-from workload.bundle import self_test
+from workload.bundle import Predictor, self_test
 from workload.errors import first_line
 from workload.settings import ServeSettings
-
-if TYPE_CHECKING:
-    from workload.bundle import Predictor
 
 log = logging.getLogger("workload.model")
 
@@ -74,7 +70,7 @@ class ModelHolder:
         self._thread.start()
 
     def wait_until_ready(self, timeout: float) -> bool:
-        """True once the model is ready; for callers that need a loaded model (tests, benchmarks)."""
+        """True once the model is ready; for callers that need a loaded model before going on (the tests)."""
         deadline = time.monotonic() + timeout
         while self._predictor is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -87,9 +83,6 @@ class ModelHolder:
         while self._predictor is None:
             started = time.perf_counter()
             try:
-                # Imported here: torch must only ever be imported in the worker, never in the gunicorn master.
-                from workload.bundle import Predictor
-
                 predictor = Predictor.load(self._settings.model_uri, cache_dir=cache_dir)
                 self.activate(predictor, time.perf_counter() - started)
                 return
