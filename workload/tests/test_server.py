@@ -85,6 +85,27 @@ config["on_exit"](None)
     }
 
 
+@pytest.mark.parametrize(("cmd_args", "expected"), [(None, "3"), ("-w 1", "1")])
+def test_workers_learn_the_worker_count_gunicorn_runs(tmp_path, cmd_args, expected):
+    """`/health` waits for SERVE_WORKER_COUNT workers: it must be the count after `-w`/GUNICORN_CMD_ARGS, which
+    gunicorn applies after running the config file, or the service would wait for workers that never start."""
+    probe = f"""
+import os, sys, types
+from gunicorn.app.wsgiapp import WSGIApplication
+sys.argv = ["gunicorn", "--config", {str(server.GUNICORN_CONF)!r}]
+app = WSGIApplication()  # reads the settings exactly as the `gunicorn` command does; starts nothing
+app.cfg.on_starting(types.SimpleNamespace(cfg=app.cfg))  # what the master calls before forking workers
+print(app.cfg.workers, os.environ["SERVE_WORKER_COUNT"])
+app.cfg.on_exit(None)
+"""
+    env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "HOME": str(tmp_path)}
+    if cmd_args:
+        env["GUNICORN_CMD_ARGS"] = cmd_args
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [expected, expected]
+
+
 def test_gunicorn_log_config_keeps_the_aws_sdk_quiet():
     """The SDK logs each credential/endpoint lookup at INFO; the server's own INFO lines must still pass."""
     root = logging.getLogger()

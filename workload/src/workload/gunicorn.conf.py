@@ -28,9 +28,8 @@ wsgi_app = "workload.api:create_app()"
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
 # Inference is CPU-bound and single-threaded per worker: one worker per core, and at least two so that a
 # long batch on one worker never leaves the health check waiting. Each worker holds its own model copy.
+# The default only: `-w` and GUNICORN_CMD_ARGS override it after this file has run (see `on_starting`).
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
-# Workers read this to answer /health for the whole service (see workload.model_state.workers_still_loading).
-os.environ["SERVE_WORKER_COUNT"] = str(workers)
 # sync workers: inference is CPU-bound, so a worker serves one request at a time and accepts a connection only
 # when it is free. That keeps the load even: with one-thread gthread workers, keep-alive connections (an ALB's
 # pool, a load generator's) could pile up on one worker while another idled, halving throughput in the
@@ -51,6 +50,12 @@ accesslog = "-"
 errorlog = "-"
 logger_class = "workload.logs.JsonAccessLogger"
 logconfig_dict = _logconfig_dict(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Workers read this to answer /health for the whole service (see workload.model_state.workers_still_loading).
+    # From the final settings, not `workers` above: runs in the master before any worker forks, so all inherit it.
+    os.environ["SERVE_WORKER_COUNT"] = str(server.cfg.workers)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
