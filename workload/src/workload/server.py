@@ -1,9 +1,10 @@
 """`python -m workload serve`: run the API under gunicorn with `gunicorn.conf.py`.
 
 Import-light on purpose: the CLI imports this module to build its parser, and torch must never be imported
-in the gunicorn master. `run` validates the settings (so a bad value is one `error:` line, not a gunicorn
-traceback) and then replaces this process with the gunicorn master, so signals such as SIGTERM from ECS or
-`docker stop` reach it directly.
+in the gunicorn master. `run` validates the arguments and `ServeSettings` (a bad value is one `error:` line; a
+bad WEB_CONCURRENCY or other gunicorn.conf.py variable is reported by gunicorn as it loads that file) and then
+replaces this process with the gunicorn master, so signals such as SIGTERM from ECS or `docker stop` reach it
+directly.
 """
 
 from __future__ import annotations
