@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NamedTuple
 
 import pytest
 from workload.api import create_app, model_holder
 from workload.api_errors import ERROR_CODES
-
-
-class FakePrediction(NamedTuple):
-    label: str
-    score: float
+from workload.bundle import Prediction
 
 
 class KeywordPredictor:
@@ -23,7 +18,7 @@ class KeywordPredictor:
     manifest: dict = {}  # noqa: RUF012
 
     def predict(self, texts):
-        return [FakePrediction("positive", 0.9) if "amazing" in t else FakePrediction("negative", 0.2) for t in texts]
+        return [Prediction("positive", 0.9) if "amazing" in t else Prediction("negative", 0.2) for t in texts]
 
 
 @pytest.fixture
@@ -138,7 +133,7 @@ def test_a_tampered_bundle_is_never_served(tiny_bundle, tmp_path, caplog):
 def test_a_model_failing_its_self_test_is_not_activated():
     class BrokenPredictor(KeywordPredictor):
         def predict(self, texts):
-            return [FakePrediction("maybe", 2.0) for _ in texts]
+            return [Prediction("maybe", 2.0) for _ in texts]
 
     app = create_app({})
     with pytest.raises(Exception, match="invalid prediction"):

@@ -11,7 +11,7 @@ import sys
 import boto3
 import pytest
 import workload.train
-from workload.cli import main
+from workload.cli import SDK_LOGGERS, main
 
 COMMANDS = ["ingest", "train", "evaluate", "predict", "serve", "launch-training"]
 
@@ -109,7 +109,6 @@ def test_predict_prints_label_and_score_per_text(tiny_bundle, capsys):
     assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines)
 
 
-SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 # A record as the CLI formats it: "2026-01-01 12:00:00,123 INFO botocore.credentials: Found credentials ..."
 SDK_INFO_LINE = re.compile(rf"^\S+ \S+ (DEBUG|INFO) ({'|'.join(SDK_LOGGERS)})[.:]", re.MULTILINE)
 

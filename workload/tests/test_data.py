@@ -55,8 +55,6 @@ def test_ingest_tarball_writes_every_split_and_a_manifest(synthetic_tarball, pro
     assert manifest["splits"]["train"]["counts"] == {"positive": 60, "negative": 60}
     assert manifest["splits"]["test"]["counts"] == {"positive": 30, "negative": 30}
     assert manifest["splits"]["unsup"]["counts"] == {"unlabelled": 10}
-    import hashlib
-
     assert manifest["source_sha256"] == hashlib.sha256(synthetic_tarball.read_bytes()).hexdigest()
     records = read_split(processed_data, "train")
     assert set(records[0]) == {"id", "rating", "label", "text"}
