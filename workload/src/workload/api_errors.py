@@ -18,18 +18,17 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-# Werkzeug's HTTP errors mapped to stable machine-readable codes (clients switch on `code`, not on text).
-HTTP_ERROR_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    503: "not_ready",
-}
-# Codes the app sets itself (api.py), beyond the HTTP ones above: a body that is not JSON, an HTTP error with no
-# code of its own, and an unexpected exception.
-APP_ERROR_CODES = ("malformed_json", "http_error", "internal_error")
-# Every code a client can see: the enum in the OpenAPI document.
-ERROR_CODES = tuple(dict.fromkeys([*HTTP_ERROR_CODES.values(), *APP_ERROR_CODES]))
+# Werkzeug's HTTP errors (routing, body size, unparsable requests) mapped to stable machine-readable codes
+# (clients switch on `code`, not on text); any other status gets "http_error".
+HTTP_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# Every code a client can see: the enum in the OpenAPI document. Beyond the ones above: the `ApiError` codes that
+# api.py and schemas.py raise, "http_error", and "internal_error" for an unexpected exception.
+ERROR_CODES = (
+    *HTTP_ERROR_CODES.values(),
+    "unsupported_media_type",
+    "validation_error",
+    "not_ready",
+    "malformed_json",
+    "http_error",
+    "internal_error",
+)
