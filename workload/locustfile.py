@@ -5,7 +5,7 @@
 
 Each user mostly posts one review to /predict, sometimes a small batch, and now and then checks /health,
 roughly the mix a public endpoint sees. Reviews are assembled from movie-review phrases with IMDB's length
-distribution (median ~170 words, long tail to ~1000), so tokenisation and inference cost what real traffic
+distribution (median ~165 words, long tail to ~1000), so tokenisation and inference cost what real traffic
 costs.
 """
 
@@ -15,6 +15,7 @@ import random
 
 from locust import HttpUser, between, task
 
+# Not workload.synthetic's reviews: this file must run wherever locust alone is installed, without the package.
 OPENINGS = (
     "I went into this film with low expectations.",
     "I have seen this movie three times now.",
@@ -47,7 +48,7 @@ NEUTRAL = (
 
 
 def review(rng: random.Random) -> str:
-    """One review; words ~ lognormal(5.1, 0.6), i.e. median ~165 words, like the IMDB corpus."""
+    """One review; words ~ lognormal(5.1, 0.6), i.e. median exp(5.1) ~ 164 words, like the IMDB corpus."""
     target_words = min(1000, max(20, int(rng.lognormvariate(5.1, 0.6))))
     polar = POSITIVE if rng.random() < 0.5 else NEGATIVE
     sentences = [rng.choice(OPENINGS)]
