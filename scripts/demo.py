@@ -36,10 +36,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-import boto3
 from workload.cli import SDK_LOGGERS
 from workload.data import OFFICIAL_SHA256, OFFICIAL_URL
-from workload.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
+from workload.embedded_s3 import EmbeddedS3
 from workload.errors import WorkloadError
 from workload.server_process import ServerProcess
 
@@ -139,16 +138,6 @@ class Demo:
         yield
         print(f"      done in {time.monotonic() - started:.1f}s", flush=True)
 
-    def s3_client(self):  # noqa: ANN201 (boto3 clients have no importable type)
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3.endpoint_url,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
-            region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
-
     def child_env(self) -> dict[str, str]:
         return {**self.s3.child_env(), "PYTHONUNBUFFERED": "1"}
 
@@ -197,7 +186,7 @@ class Demo:
     def upload_log(self, log: Path) -> None:
         """Keep the step's log in the bucket's `logs/` prefix, where the EC2 training run keeps its own."""
         with contextlib.suppress(Exception):  # a log copy must never hide the step's own result
-            self.s3_client().upload_file(str(log), BUCKET, f"logs/{self.run_id}/{log.name}")
+            self.s3.client().upload_file(str(log), BUCKET, f"logs/{self.run_id}/{log.name}")
 
     # --- steps ----------------------------------------------------------------------------------------
 
@@ -209,7 +198,7 @@ class Demo:
         print(f"      moto S3 at {self.s3.endpoint_url}")
 
     def create_bucket(self) -> None:
-        client = self.s3_client()
+        client = self.s3.client()
         client.create_bucket(Bucket=BUCKET)
         for prefix in PREFIXES:
             client.put_object(Bucket=BUCKET, Key=prefix, Body=b"")
@@ -220,7 +209,7 @@ class Demo:
         key = f"raw/{tarball.name}"
         size_mb = tarball.stat().st_size / 1e6
         print(f"      uploading {tarball} ({size_mb:.0f} MB) to s3://{BUCKET}/{key}", flush=True)
-        self.s3_client().upload_file(str(tarball), BUCKET, key)
+        self.s3.client().upload_file(str(tarball), BUCKET, key)
         return f"s3://{BUCKET}/{key}"
 
     def fetch(self, source: str) -> Path:

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 import schemathesis
@@ -45,21 +44,12 @@ class LiveServer:
 
 
 def upload_bundle(s3: EmbeddedS3, bundle: Path, uri: str) -> None:
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, **_credentials(s3))
+    client = s3.client()
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
     files = sorted(p for p in bundle.rglob("*") if p.is_file())
     # manifest.json last: a bundle is complete only once its manifest exists.
     for path in sorted(files, key=lambda p: p.name == "manifest.json"):
         client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(bundle).as_posix()}")
-
-
-def _credentials(s3: EmbeddedS3) -> dict[str, str]:
-    env = s3.child_env({})
-    return {
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-        "region_name": env["AWS_DEFAULT_REGION"],
-    }
 
 
 def metric(url: str, name: str, timeout: float = 10, **labels: str) -> float:
@@ -76,7 +66,7 @@ def metric(url: str, name: str, timeout: float = 10, **labels: str) -> float:
 def live(tiny_bundle, tmp_path_factory):
     log = tmp_path_factory.mktemp("gunicorn") / "server.log"
     with EmbeddedS3() as s3:
-        boto3.client("s3", endpoint_url=s3.endpoint_url, **_credentials(s3)).create_bucket(Bucket=BUCKET)
+        s3.client().create_bucket(Bucket=BUCKET)
         env = s3.child_env()
         env.update({"WEB_CONCURRENCY": str(WORKERS), "MODEL_RETRY_SECONDS": "0.3", "GUNICORN_GRACEFUL_TIMEOUT": "20"})
         env.update({"MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache"))})

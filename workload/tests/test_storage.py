@@ -121,3 +121,11 @@ def test_keys_that_s3_refuses_to_delete_are_an_error(monkeypatch):
     expected = r"refused to delete 2 key\(s\) under s3://lake/models/v1, e.g. models/v1/a: AccessDenied"
     with pytest.raises(WorkloadError, match=expected):
         storage.delete_names("s3://lake/models/v1", ["a", "b"])
+
+
+def test_the_embedded_s3_client_ignores_a_profile_configured_elsewhere(embedded_s3, monkeypatch):
+    """`make demo` on a machine whose AWS_PROFILE names a profile it does not have must still work locally."""
+    monkeypatch.setenv("AWS_PROFILE", "a-profile-this-machine-does-not-have")
+    client = embedded_s3.client()
+    client.create_bucket(Bucket="profile-independent")
+    assert "profile-independent" in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from types import TracebackType
+from typing import Any
 
 from workload.errors import WorkloadError
 
@@ -89,6 +90,24 @@ class EmbeddedS3:
         env.update(LOCAL_CREDENTIALS)
         env["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
         return env
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this endpoint with the dummy credentials, for the calling process itself.
+
+        Built on a session that ignores AWS_PROFILE: a profile that exists only on some other machine would
+        otherwise make boto3 fail (ProfileNotFound) before it ever reaches the local endpoint."""
+        import boto3
+        import botocore.session
+
+        session = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        return boto3.Session(botocore_session=session).client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
 
     def __enter__(self) -> EmbeddedS3:
         return self.start()
