@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Re-install only when a requirement file changes: a second `make demo` skips pip entirely.
 STAMP := $(VENV)/.installed
-REQUIREMENT_FILES := requirements.txt requirements-dev.txt workload/pyproject.toml
+REQUIREMENT_FILES := requirements.txt requirements-dev.txt workload/pyproject.toml devtools/pyproject.toml
 # Extra pip options, e.g. PIP_OPTIONS="--extra-index-url https://download.pytorch.org/whl/cpu" on a Linux
 # machine whose pip has no CPU-only torch wheel at hand (PyPI's Linux torch wheel pulls the CUDA libraries).
 PIP_OPTIONS ?=
@@ -27,7 +27,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(REQUIREMENT_FILES) | $(BIN)/python
-	$(BIN)/pip install $(PIP_OPTIONS) -r requirements.txt -r requirements-dev.txt -e 'workload[serve,train,dev]'
+	$(BIN)/pip install $(PIP_OPTIONS) -r requirements.txt -r requirements-dev.txt -e 'workload[serve,train,dev]' -e devtools
 	touch $@
 
 venv: $(STAMP)  ## create .venv and install the pinned requirements (idempotent)
@@ -38,7 +38,7 @@ demo: $(STAMP)  ## the whole pipeline on an embedded S3, then serve the API (IMD
 demo-fast: $(STAMP)  ## `make demo` on a small sample of the data (DEMO_SAMPLE, default 500 per split and label)
 	DEMO_SAMPLE=$${DEMO_SAMPLE:-$(DEMO_SAMPLE_FAST)} $(BIN)/python scripts/demo.py
 
-# hadolint and the GitHub workflow schema check run as tests (workload/tests/test_docker.py, tests/test_repo.py).
+# hadolint and the GitHub workflow schema check run as tests (tests/workload/test_docker.py, tests/test_repo.py).
 lint: $(STAMP)  ## ruff, ruff format, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

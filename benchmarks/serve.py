@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 from workload.errors import WorkloadError
-from workload.server_process import ServerProcess
-from workload.synthetic import synthetic_review, write_aclimdb_tarball
+from workload_devtools.server_process import ServerProcess
+from workload_devtools.synthetic import synthetic_review, write_aclimdb_tarball
 
 TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0, "throughput_ratio": 0.60, "start_to_ready_s": 5.0}
 

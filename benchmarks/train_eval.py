@@ -26,7 +26,7 @@ LATENCY_PROBE = r"""
 import json, statistics, sys, time
 started = time.perf_counter()
 import torch
-from workload.bundle import Predictor
+from workload.bundle.predictor import Predictor
 imported = time.perf_counter()
 torch.set_num_threads(1)
 predictor = Predictor.load(sys.argv[1])
@@ -62,9 +62,9 @@ def run_cli(*args: str) -> dict:
 def tokenizer_parity(model: Path, data: Path) -> dict:
     """Every labelled review through the encoder's fast path and through the library: the ids must agree."""
     from tokenizers import Tokenizer
-    from workload.bundle import TOKENIZER
-    from workload.data import open_processed
-    from workload.text import TextEncoder
+    from workload.bundle.format import TOKENIZER
+    from workload.data.processed import open_processed
+    from workload.modeling.text import TextEncoder
 
     encoder = TextEncoder(Tokenizer.from_file(str(model / TOKENIZER)))
     total = fast = mismatches = 0

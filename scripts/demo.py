@@ -37,10 +37,10 @@ from pathlib import Path
 from types import FrameType
 
 from workload.cli import SDK_LOGGERS
-from workload.data import OFFICIAL_SHA256, OFFICIAL_URL
-from workload.embedded_s3 import EmbeddedS3
+from workload.data.ingest import OFFICIAL_SHA256, OFFICIAL_URL
 from workload.errors import WorkloadError
-from workload.server_process import ServerProcess
+from workload_devtools.embedded_s3 import EmbeddedS3
+from workload_devtools.server_process import ServerProcess
 
 BUCKET = "imdb-sentiment-demo"
 # The storage component's layout: raw tarballs, processed data, model bundles, logs.
@@ -50,7 +50,7 @@ STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "se
 HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
 SILENT_HEARTBEAT_S = 30.0
-# A logging record as the workload CLI writes it: "2026-01-01 12:00:00,123 INFO workload.train: message".
+# A logging record as the workload CLI writes it: "2026-01-01 12:00:00,123 INFO workload.modeling.train: message".
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ [A-Z]+ (?P<logger>[\w.]+): (?P<message>.*)$")
 
 

@@ -4,7 +4,7 @@
 # Non-interactive apt-get; as non-root it uses passwordless sudo, and otherwise says what to install.
 set -euo pipefail
 
-# Any of these browsers will do (workload/tests/test_page.py takes the first on PATH); only Debian's
+# Any of these browsers will do (tests/workload/test_page.py takes the first on PATH); only Debian's
 # `chromium` is installed when none is there.
 missing=(chromium)
 for browser in chromium chromium-browser google-chrome google-chrome-stable; do

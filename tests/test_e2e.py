@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workload.synthetic import write_aclimdb_tarball
+from workload_devtools.synthetic import write_aclimdb_tarball
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TIMEOUT_S = 240

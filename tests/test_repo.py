@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "workload/pyproject.toml")
+REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "workload/pyproject.toml", "devtools/pyproject.toml")
 
 
 def readme() -> str:

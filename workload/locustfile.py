@@ -15,7 +15,7 @@ import random
 
 from locust import HttpUser, between, task
 
-# Not workload.synthetic's reviews: this file must run wherever locust alone is installed, without the package.
+# Not workload_devtools.synthetic's reviews: this file must run wherever locust alone is installed, without the package.
 OPENINGS = (
     "I went into this film with low expectations.",
     "I have seen this movie three times now.",

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from workload import launch, server
+from workload.cloud import launch
 from workload.errors import WorkloadError
-
-# The AWS SDK logs every client's endpoint and credentials lookup at INFO: noise in every step's log.
-SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+from workload.logs import SDK_LOGGERS
+from workload.serving import server
 
 
 def positive_int(value: str) -> int:
@@ -32,7 +31,7 @@ def positive_int(value: str) -> int:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from workload.data import ingest
+    from workload.data.ingest import ingest
 
     manifest = ingest(args.source, args.output, sha256=args.sha256, sample=args.sample)
     counts = {name: entry["counts"] for name, entry in manifest["splits"].items()}
@@ -42,9 +41,9 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from workload import storage
-    from workload.bundle import write_bundle
-    from workload.data import open_processed
-    from workload.train import TrainOptions, train
+    from workload.bundle.format import write_bundle
+    from workload.data.processed import open_processed
+    from workload.modeling.train import TrainOptions, train
 
     # Refuse before training, not after it: publishing refuses too (that covers a race), but only at the end.
     exists = bool(storage.list_names(args.output)) if storage.is_s3(args.output) else Path(args.output).exists()
@@ -62,9 +61,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from workload.bundle import Predictor
-    from workload.data import open_processed
-    from workload.evaluate import evaluate, resolve_split, reviews_for_split
+    from workload.bundle.predictor import Predictor
+    from workload.data.processed import open_processed
+    from workload.modeling.evaluate import evaluate, resolve_split, reviews_for_split
 
     predictor = Predictor.load(args.model)
     with open_processed(args.data) as data:
@@ -75,7 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from workload.bundle import Predictor
+    from workload.bundle.predictor import Predictor
 
     predictor = Predictor.load(args.model)
     for text, prediction in zip(args.texts, predictor.predict(args.texts), strict=True):
@@ -84,7 +83,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workload.data import OFFICIAL_URL  # stdlib-only module: keeps `--help` instant
+    from workload.data.ingest import OFFICIAL_URL  # stdlib-only module: keeps `--help` instant
 
     parser = argparse.ArgumentParser(prog="python -m workload", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

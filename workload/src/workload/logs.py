@@ -1,16 +1,15 @@
-"""JSON log lines on stdout (one object per line) for gunicorn's error and access logs: CloudWatch parses them."""
+"""Logging set-up shared by the commands and the server: JSON log lines on stdout (one object per line), which
+CloudWatch parses, and the SDK loggers that are kept quiet. Standard library only."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
-from gunicorn.glogging import Logger
-
-from workload.cli import SDK_LOGGERS
+# The AWS SDK logs every client's endpoint and credentials lookup at INFO: noise in every step's log.
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,26 +25,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
-
-
-class JsonAccessLogger(Logger):
-    """gunicorn's logger with structured access entries instead of an Apache-style format string."""
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        if not self.access_log_enabled:
-            return
-        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
-        fields = {
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "query": environ.get("QUERY_STRING") or None,
-            "status": int(status),
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "remote_addr": environ.get("REMOTE_ADDR"),
-            "user_agent": environ.get("HTTP_USER_AGENT"),
-        }
-        self.access_log.info("request", extra={"fields": fields})
 
 
 def logconfig_dict(level: str = "INFO") -> dict[str, Any]:

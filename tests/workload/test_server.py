@@ -1,0 +1,123 @@
+"""The `serve` command and the gunicorn configuration, without starting a server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.config
+import subprocess
+import sys
+
+import pytest
+from workload.cli import SDK_LOGGERS
+from workload.errors import WorkloadError
+from workload.logs import logconfig_dict
+from workload.serving import server
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    server.configure_parser(parser)
+    return parser.parse_args(argv)
+
+
+def test_serve_arguments_and_environment():
+    args = parse(["--model", "s3://bucket/models/v1", "--port", "9000"])
+    env = server.server_environment(args, base={"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "MODEL_URI": "s3://bucket/models/v1", "GUNICORN_BIND": "127.0.0.1:9000"}
+    assert server.server_environment(parse(["--model", "m", "--host", "::1"]), base={})["GUNICORN_BIND"] == "[::1]:8080"
+
+
+def test_model_defaults_to_the_model_uri_environment_variable(monkeypatch):
+    monkeypatch.setenv("MODEL_URI", "s3://bucket/models/from-env")
+    assert parse([]).model == "s3://bucket/models/from-env"
+    monkeypatch.delenv("MODEL_URI")
+    with pytest.raises(SystemExit):
+        parse([])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [(["--model", "m", "--port", "0"], "--port"), (["--model", ""], "--model")]
+)
+def test_bad_arguments_are_a_clear_error(argv, message):
+    with pytest.raises(WorkloadError, match=message):
+        server.server_environment(parse(argv), base={})
+
+
+def test_bad_limits_fail_before_gunicorn_starts(monkeypatch):
+    monkeypatch.setenv("MAX_BATCH", "-1")
+    with pytest.raises(WorkloadError, match="MAX_BATCH"):
+        server.run(parse(["--model", "m"]))
+
+
+def test_the_master_side_imports_neither_torch_nor_prometheus(tmp_path):
+    """The CLI module and gunicorn.conf.py run in the gunicorn master: no torch (fork safety), and no
+    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set."""
+    probe = f"""
+import json, os, runpy, sys
+import workload.serving.server
+config = runpy.run_path({str(server.GUNICORN_CONF)!r})
+print(json.dumps({{
+    "heavy": sorted(m for m in ("torch", "prometheus_client", "flask", "workload.serving.app") if m in sys.modules),
+    "metrics_dir": os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]),
+    "omp": os.environ["OMP_NUM_THREADS"],
+    "workers": config["workers"],
+    "preload": config["preload_app"],
+    "worker_class": config["worker_class"],
+    "bind": config["bind"],
+}}))
+config["on_exit"](None)
+"""
+    env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "GUNICORN_BIND": "127.0.0.1:1234", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts == {
+        "heavy": [],
+        "metrics_dir": True,
+        "omp": "1",
+        "workers": 3,
+        "preload": False,
+        "worker_class": "sync",
+        "bind": ["127.0.0.1:1234"],
+    }
+
+
+@pytest.mark.parametrize(("cmd_args", "expected"), [(None, "3"), ("-w 1", "1")])
+def test_workers_learn_the_worker_count_gunicorn_runs(tmp_path, cmd_args, expected):
+    """`/health` waits for SERVE_WORKER_COUNT workers: it must be the count after `-w`/GUNICORN_CMD_ARGS, which
+    gunicorn applies after running the config file, or the service would wait for workers that never start."""
+    probe = f"""
+import os, sys, types
+from gunicorn.app.wsgiapp import WSGIApplication
+sys.argv = ["gunicorn", "--config", {str(server.GUNICORN_CONF)!r}]
+app = WSGIApplication()  # reads the settings exactly as the `gunicorn` command does; starts nothing
+app.cfg.on_starting(types.SimpleNamespace(cfg=app.cfg))  # what the master calls before forking workers
+print(app.cfg.workers, os.environ["SERVE_WORKER_COUNT"])
+app.cfg.on_exit(None)
+"""
+    env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "HOME": str(tmp_path)}
+    if cmd_args:
+        env["GUNICORN_CMD_ARGS"] = cmd_args
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [expected, expected]
+
+
+def test_gunicorn_log_config_keeps_the_aws_sdk_quiet():
+    """The SDK logs each credential/endpoint lookup at INFO; the server's own INFO lines must still pass."""
+    root = logging.getLogger()
+    saved_handlers, saved_levels = (
+        root.handlers[:],
+        {name: logging.getLogger(name).level for name in ("", *SDK_LOGGERS)},
+    )
+    try:
+        logging.config.dictConfig(logconfig_dict("INFO"))
+        assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
+        assert logging.getLogger("botocore.credentials").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("workload.serving.app").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = saved_handlers
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)

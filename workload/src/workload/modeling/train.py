@@ -1,0 +1,223 @@
+"""Train a sentiment model on a processed data set's train split and return everything a bundle needs.
+
+A validation split is carved out of train deterministically (stratified, seeded by `split_seed`, recorded in
+the bundle so `evaluate --split validation` can rebuild it) and drives early stopping and model selection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+from torch.nn import functional
+
+from workload.data.processed import ProcessedData, Review, split_validation
+from workload.errors import WorkloadError
+from workload.modeling.architectures import DEFAULT_ARCH, Batch, ModelConfig, SentimentModel, build_model
+from workload.modeling.text import TextEncoder, build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    patience: int  # epochs without a better validation accuracy before stopping
+    vocab_size: int
+    threads: int | None  # default torch threads; None: every core this process may use
+
+
+# Per-architecture defaults. The ngram ones were compared on two different validation carve-outs of the real
+# train split (split seeds 0 and 1): lr 0.05 peaked at 91.8 % on both within 1-3 epochs; 0.02 and 0.005 were
+# 0.2-0.8 points lower; 2^20 hash buckets instead of 2^22 cost ~0.4 points.
+DEFAULTS = {
+    "ngram": Hyperparameters(
+        epochs=4,
+        batch_size=64,
+        learning_rate=0.05,
+        weight_decay=0.0,
+        patience=2,
+        vocab_size=100_000,
+        threads=1,  # its steps are small sparse updates: more threads only add synchronisation, measured slower
+    ),
+    "bilstm": Hyperparameters(
+        epochs=3,
+        batch_size=64,
+        learning_rate=2e-3,
+        weight_decay=0.0,
+        patience=1,
+        vocab_size=30_000,
+        threads=None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    arch: str = DEFAULT_ARCH
+    epochs: int | None = None  # None: the architecture's default
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None  # None: the architecture's default
+    validation_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass
+class TrainedModel:
+    model: SentimentModel
+    tokenizer: Tokenizer
+    config: ModelConfig
+    metrics: dict
+    training: dict  # options and hyperparameters, recorded in the bundle
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise WorkloadError("--device cuda was requested but no CUDA device is available")
+    if requested not in ("cpu", "cuda"):
+        raise WorkloadError(f"unknown device {requested!r} (expected auto, cpu or cuda)")
+    return torch.device(requested)
+
+
+def configure_threads(threads: int | None) -> int:
+    """Pin intra-op threads explicitly (default: the cores this process may run on); no inter-op pool."""
+    count = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    with contextlib.suppress(RuntimeError):  # already set once in this process: the first setting stays
+        torch.set_num_interop_threads(1)
+    return count
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _labels(reviews: list[Review]) -> np.ndarray:
+    return np.array([1 if review.label == "positive" else 0 for review in reviews], dtype=np.int64)
+
+
+def predict_logits(model: nn.Module, batch: Batch, device: torch.device, batch_size: int = 512) -> np.ndarray:
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(batch), batch_size):
+            indices = np.arange(start, min(start + batch_size, len(batch)))
+            inputs = [tensor.to(device) for tensor in batch.take(indices)]
+            outputs.append(model(*inputs).float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+
+
+def _train_epoch(
+    model: SentimentModel, batch: Batch, targets: torch.Tensor, order: np.ndarray,
+    optimizers: list[torch.optim.Optimizer], batch_size: int, device: torch.device, epoch: int,
+) -> float:  # fmt: skip
+    """One pass over the training texts in `order`; returns the mean training loss."""
+    from tqdm import tqdm
+
+    model.train()
+    total_loss = 0.0
+    for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not sys.stderr.isatty()):
+        indices = order[start : start + batch_size]
+        inputs = [tensor.to(device) for tensor in batch.take(indices)]
+        loss = functional.binary_cross_entropy_with_logits(model(*inputs), targets[indices].to(device))
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        total_loss += loss.item() * len(indices)
+    return total_loss / len(order)
+
+
+def _validate(model: SentimentModel, batch: Batch, labels: np.ndarray, device: torch.device) -> tuple[float, float]:
+    """Validation accuracy and loss."""
+    logits = predict_logits(model, batch, device)
+    accuracy = float(((logits > 0).astype(np.int64) == labels).mean())
+    loss = functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels).float())
+    return accuracy, float(loss)
+
+
+def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
+    if options.arch not in DEFAULTS:
+        raise WorkloadError(f"unknown architecture {options.arch!r} (expected one of {', '.join(DEFAULTS)})")
+    hyper = DEFAULTS[options.arch]
+    if options.epochs is not None:
+        if options.epochs < 1:
+            raise WorkloadError("--epochs must be at least 1")
+        hyper = replace(hyper, epochs=options.epochs)
+    device = resolve_device(options.device)
+    threads = configure_threads(options.threads or hyper.threads)
+    seed_everything(options.seed)
+    started = time.perf_counter()
+
+    train_reviews, validation_reviews = split_validation(
+        data.reviews("train"), options.validation_fraction, options.split_seed
+    )
+    if not train_reviews or not validation_reviews:
+        raise WorkloadError("the train split is too small to carve out a validation split")
+    tokenizer = build_tokenizer((review.text for review in train_reviews), vocab_size=hyper.vocab_size)
+    config = ModelConfig(arch=options.arch, vocab_size=tokenizer.get_vocab_size())
+    model = build_model(config)
+    encoder = TextEncoder(tokenizer)
+    train_batch = model.featurize(encoder, [review.text for review in train_reviews])
+    validation_batch = model.featurize(encoder, [review.text for review in validation_reviews])
+    train_labels, validation_labels = _labels(train_reviews), _labels(validation_reviews)
+    model.fit_prior(train_batch, train_labels)
+    model.to(device)
+    featurize_seconds = time.perf_counter() - started
+
+    optimizers = model.make_optimizers(hyper.learning_rate, hyper.weight_decay)
+    generator = np.random.default_rng(options.seed)
+    targets = torch.from_numpy(train_labels.astype(np.float32))
+    history: list[dict] = []
+    best_score, best_epoch, best_state = (-1.0, -np.inf), 0, copy.deepcopy(model.state_dict())
+    for epoch in range(1, hyper.epochs + 1):
+        order = generator.permutation(len(train_batch))
+        train_loss = _train_epoch(model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch)
+        accuracy, validation_loss = _validate(model, validation_batch, validation_labels, device)
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
+             "validation_accuracy": accuracy}
+        )  # fmt: skip
+        log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, train_loss,
+                 validation_loss, accuracy)  # fmt: skip
+        # select on accuracy; the loss breaks ties (a small validation set saturates accuracy early)
+        if (accuracy, -validation_loss) > best_score:
+            best_score, best_epoch, best_state = (accuracy, -validation_loss), epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= hyper.patience:
+            break
+    model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    metrics = {
+        "validation_accuracy": best_score[0],
+        "validation_loss": -best_score[1],
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "history": history,
+        "n_train": len(train_reviews),
+        "n_validation": len(validation_reviews),
+        "training_seconds": time.perf_counter() - started,
+        "featurize_seconds": featurize_seconds,
+        "device": str(device),
+        "threads": threads,
+    }
+    training = {"options": asdict(options), "hyperparameters": asdict(hyper)}
+    return TrainedModel(model, tokenizer, config, metrics, training)

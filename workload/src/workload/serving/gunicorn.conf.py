@@ -1,0 +1,70 @@
+"""gunicorn settings for `python -m workload serve` (also usable directly: `gunicorn -c gunicorn.conf.py`).
+
+This file runs in the gunicorn master, which must never import torch: the app (and with it the model) is
+loaded in each worker after fork (`preload_app = False`), because forking after torch has started its thread
+pools deadlocks.
+"""
+
+import os
+import shutil
+import tempfile
+
+from workload.logs import logconfig_dict as _logconfig_dict
+
+# prometheus-client picks multiprocess mode when it is *imported*, so the directory must exist in the
+# environment before any worker starts. A fresh directory per server: stale files would resurrect old counts.
+_metrics_dir_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_is_ours:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="workload-prometheus-")
+
+# One torch thread per worker: parallelism comes from worker processes, and oversubscribed OpenMP pools on
+# a small box cost more latency than they save. Inherited by workers, read by torch when it starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Same for the Rust tokenizer: one review per request, so its thread pool would only add hand-off cost.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+wsgi_app = "workload.serving.app:create_app()"
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
+# Inference is CPU-bound and single-threaded per worker: one worker per core, and at least two so that a
+# long batch on one worker never leaves the health check waiting. Each worker holds its own model copy.
+# The default only: `-w` and GUNICORN_CMD_ARGS override it after this file has run (see `on_starting`).
+workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
+# sync workers: inference is CPU-bound, so a worker serves one request at a time and accepts a connection only
+# when it is free. That keeps the load even: with one-thread gthread workers, keep-alive connections (an ALB's
+# pool, a load generator's) could pile up on one worker while another idled, halving throughput in the
+# benchmark. A sync worker answers with `Connection: close`, so the ALB never reuses a dropped connection.
+# Sync workers need a buffering proxy in front: the ALB forwards only complete requests. Reached directly, an
+# idle or very slow client holds a worker until GUNICORN_TIMEOUT, when the master kills that worker and a new
+# one starts (and reloads the model).
+worker_class = "sync"
+preload_app = False
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# SIGTERM: stop accepting, let in-flight requests finish within this many seconds (ECS stopTimeout is 30 s).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+
+# No runtime control socket: nothing uses it, and its default path ($HOME/.gunicorn) is shared between servers.
+control_socket_disable = True
+
+accesslog = "-"
+errorlog = "-"
+logger_class = "workload.serving.access_log.JsonAccessLogger"
+logconfig_dict = _logconfig_dict(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Workers read this to answer /health for the whole service (see model_state.workers_still_loading).
+    # From the final settings, not `workers` above: runs in the master before any worker forks, so all inherit it.
+    os.environ["SERVE_WORKER_COUNT"] = str(server.cfg.workers)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: drops the dead worker's live-gauge files.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    if _metrics_dir_is_ours:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

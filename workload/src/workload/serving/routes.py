@@ -1,0 +1,107 @@
+"""The API's routes as a Blueprint: `/predict`, the web page, health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from workload.bundle.predictor import Prediction
+from workload.errors import first_line
+from workload.serving import metrics
+from workload.serving.errors import ApiError
+from workload.serving.model_state import ModelHolder, workers_still_loading
+from workload.serving.schemas import PredictRequest, parse_predict_request
+from workload.serving.settings import ServeSettings
+
+SETTINGS_KEY = "serve_settings"
+OPENAPI_KEY = "openapi_document"
+
+routes = Blueprint("api", __name__)
+
+
+def _holder() -> ModelHolder:
+    return current_app.extensions[ModelHolder.EXTENSION_KEY]
+
+
+def _settings() -> ServeSettings:
+    return current_app.extensions[SETTINGS_KEY]
+
+
+def predict_texts(parsed: PredictRequest) -> tuple[str, list[Prediction]]:
+    holder = _holder()
+    predictor = holder.predictor
+    if predictor is None:
+        raise ApiError(503, "not_ready", holder.reason)
+    predictions = predictor.predict(parsed.texts)
+    metrics.BATCH_SIZE.observe(len(parsed.texts))
+    for prediction in predictions:
+        metrics.PREDICTIONS.labels(prediction.label).inc()
+    return predictor.version, predictions
+
+
+@routes.post("/predict")
+def predict() -> Response:
+    settings = _settings()
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    parsed = parse_predict_request(_json_body(), settings.max_batch, settings.max_text_chars)
+    version, predictions = predict_texts(parsed)
+    if parsed.batch:
+        return jsonify(
+            predictions=[{"label": p.label, "score": float(p.score)} for p in predictions], model_version=version
+        )
+    return jsonify(label=predictions[0].label, score=float(predictions[0].score), model_version=version)
+
+
+@routes.route("/", methods=["GET", "POST"])
+def page() -> tuple[str, int]:
+    """The web page; with JS off the form POSTs here and the result is rendered server-side."""
+    settings = _settings()
+    if request.method == "GET":
+        return render_template("index.html", text="", result=None, error=None, settings=settings), 200
+    text = request.form.get("text", "")
+    try:
+        version, predictions = predict_texts(
+            parse_predict_request({"text": text}, settings.max_batch, settings.max_text_chars)
+        )
+    except ApiError as error:
+        return render_template(
+            "index.html", text=text, result=None, error=error.message, settings=settings
+        ), error.status
+    result = {"label": predictions[0].label, "score": float(predictions[0].score), "model_version": version}
+    return render_template("index.html", text=text, result=result, error=None, settings=settings), 200
+
+
+@routes.get("/health")
+def health() -> tuple[Response, int]:
+    holder = _holder()
+    predictor = holder.predictor
+    reason = holder.reason if predictor is None else workers_still_loading()
+    if predictor is None or reason is not None:
+        return jsonify(status="not_ready", reason=reason), 503
+    return jsonify(status="ready", model_version=predictor.version), 200
+
+
+@routes.get("/health/live")
+def live() -> Response:
+    return jsonify(status="alive")
+
+
+@routes.get("/metrics")
+def metrics_endpoint() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+@routes.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(current_app.extensions[OPENAPI_KEY])
+
+
+def _json_body() -> object:
+    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested arrays are valid-looking JSON
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {first_line(exc)}") from None
