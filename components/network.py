@@ -26,6 +26,8 @@ from typing import Literal, get_args
 import pulumi
 import pulumi_aws as aws
 
+from components import recipes
+
 NetworkMode = Literal["public", "private-nat", "private-endpoints"]
 NETWORK_MODES: tuple[str, ...] = get_args(NetworkMode)
 AZ_COUNT = 2
@@ -148,15 +150,13 @@ class Network(pulumi.ComponentResource):
             description="HTTPS from inside the VPC to the AWS service endpoints",
             opts=child,
         )
-        aws.vpc.SecurityGroupIngressRule(
+        recipes.tcp_ingress(
+            self,
             f"{name}-endpoints-https",
-            security_group_id=endpoint_sg.id,
+            endpoint_sg,
+            443,
             cidr_ipv4=args.cidr_block,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
             description="HTTPS from the VPC",
-            opts=child,
         )
         aws.ec2.VpcEndpoint(
             f"{name}-s3",

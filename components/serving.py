@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import policies, recipes
 from components.storage import MODELS_PREFIX
 
 CONTAINER_NAME = "api"
@@ -23,6 +23,7 @@ CONTAINER_PORT = 8080
 HEALTH_PATH = "/health"
 APP_USER = "10001:10001"  # the non-root user baked into workload/Dockerfile
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -67,32 +68,61 @@ class Serving(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:serving:Serving", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
+        self._name = name
+        self._args = args
         cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
+        task_definition = self._task_definition()
+        alb_sg, task_sg = self._security_groups()
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            subnets=list(args.public_subnet_ids),
+            security_groups=[alb_sg.id],
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=args.deletion_protection,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        execution_role = self._role(
+        target_group = self._target_group()
+        listeners = self._listeners(load_balancer, target_group)
+        service = self._service(cluster, task_definition, task_sg, target_group, listeners)
+        self._autoscaling(cluster, service, load_balancer, target_group)
+
+        # With a certificate this is still the load balancer's own name, which no ACM certificate covers: clients
+        # use the certificate's domain, pointed at the load balancer (see certificateArn in Pulumi.yaml).
+        scheme = "https" if args.certificate_arn else "http"
+        self.endpoint = load_balancer.dns_name.apply(lambda dns: f"{scheme}://{dns}")
+        self.cluster_name = cluster.name
+        self.service_name = service.name
+        self.load_balancer_arn_suffix = load_balancer.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
+        self.register_outputs(
+            {"endpoint": self.endpoint, "cluster_name": self.cluster_name, "service_name": self.service_name}
+        )
+
+    def _task_definition(self) -> aws.ecs.TaskDefinition:
+        name, args = self._name, self._args
+        log_group = recipes.log_group(self, name, args.log_retention_days)
+        execution_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-execution",
+            ECS_TASKS_PRINCIPAL,
             pulumi.Output.all(repository_arn=args.repository_arn, log_group_arn=log_group.arn).apply(
                 lambda a: policies.execution_policy(**a)
             ),
         )
-        task_role = self._role(
+        task_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-task",
+            ECS_TASKS_PRINCIPAL,
             pulumi.Output.all(bucket_arn=args.bucket_arn, kms_key_arn=args.kms_key_arn).apply(
                 lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, **a)
             ),
         )
-        task_definition = aws.ecs.TaskDefinition(
+        return aws.ecs.TaskDefinition(
             f"{name}-task",
             family=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",  # one family per stack in an account
             cpu=str(args.cpu),
@@ -109,53 +139,43 @@ class Serving(pulumi.ComponentResource):
             container_definitions=pulumi.Output.all(
                 image=args.image_ref, model_uri=args.model_uri, log_group=log_group.name
             ).apply(lambda a: json.dumps([self._container(region=args.region, **a)])),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+        """The load balancer's group (HTTP and HTTPS from anywhere, out only to the tasks) and the tasks' group
+        (in only from the load balancer, out only HTTPS to AWS APIs)."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
         alb_sg = aws.ec2.SecurityGroup(
-            f"{name}-alb", vpc_id=args.vpc_id, description="Load balancer: HTTP and HTTPS from anywhere", opts=child
+            f"{name}-alb",
+            vpc_id=self._args.vpc_id,
+            description="Load balancer: HTTP and HTTPS from anywhere",
+            opts=child,
         )
         task_sg = aws.ec2.SecurityGroup(
-            f"{name}-tasks", vpc_id=args.vpc_id, description="API tasks: only the load balancer may connect", opts=child
+            f"{name}-tasks",
+            vpc_id=self._args.vpc_id,
+            description="API tasks: only the load balancer may connect",
+            opts=child,
         )
         for port in (80, 443):
-            self._ingress(f"{name}-alb-{port}", alb_sg, port, cidr_ipv4="0.0.0.0/0")
-        self._ingress(f"{name}-tasks-from-alb", task_sg, CONTAINER_PORT, referenced_security_group_id=alb_sg.id)
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-to-tasks",
-            security_group_id=alb_sg.id,
-            referenced_security_group_id=task_sg.id,
-            ip_protocol="tcp",
-            from_port=CONTAINER_PORT,
-            to_port=CONTAINER_PORT,
-            opts=child,
+            recipes.tcp_ingress(self, f"{name}-alb-{port}", alb_sg, port, cidr_ipv4="0.0.0.0/0")
+        recipes.tcp_ingress(
+            self, f"{name}-tasks-from-alb", task_sg, CONTAINER_PORT, referenced_security_group_id=alb_sg.id
         )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-tasks-https-out",
-            security_group_id=task_sg.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="ECR, S3 and CloudWatch Logs",
-            opts=child,
+        recipes.tcp_egress(
+            self, f"{name}-alb-to-tasks", alb_sg, CONTAINER_PORT, referenced_security_group_id=task_sg.id
         )
+        recipes.https_egress(self, f"{name}-tasks-https-out", task_sg, "ECR, S3 and CloudWatch Logs")
+        return alb_sg, task_sg
 
-        load_balancer = aws.lb.LoadBalancer(
-            f"{name}-alb",
-            load_balancer_type="application",
-            subnets=list(args.public_subnet_ids),
-            security_groups=[alb_sg.id],
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=args.deletion_protection,
-            opts=child,
-        )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-tg",
+    def _target_group(self) -> aws.lb.TargetGroup:
+        return aws.lb.TargetGroup(
+            f"{self._name}-tg",
             port=CONTAINER_PORT,
             protocol="HTTP",
             target_type="ip",
-            vpc_id=args.vpc_id,
+            vpc_id=self._args.vpc_id,
             deregistration_delay=15,  # requests are short; don't hold deployments for the 300 s default
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 path=HEALTH_PATH,
@@ -165,12 +185,20 @@ class Serving(pulumi.ComponentResource):
                 healthy_threshold=2,
                 unhealthy_threshold=3,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        listeners = self._listeners(name, args, load_balancer, target_group)
 
-        service = aws.ecs.Service(
-            f"{name}-service",
+    def _service(
+        self,
+        cluster: aws.ecs.Cluster,
+        task_definition: aws.ecs.TaskDefinition,
+        task_sg: aws.ec2.SecurityGroup,
+        target_group: aws.lb.TargetGroup,
+        listeners: list[aws.lb.Listener],
+    ) -> aws.ecs.Service:
+        args = self._args
+        return aws.ecs.Service(
+            f"{self._name}-service",
             cluster=cluster.arn,
             task_definition=task_definition.arn,
             launch_type="FARGATE",
@@ -193,19 +221,6 @@ class Serving(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             # Autoscaling owns the running count after creation; `pulumi up` must not reset it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=listeners, ignore_changes=["desiredCount"]),
-        )
-        self._autoscaling(name, args, cluster, service, load_balancer, target_group)
-
-        # With a certificate this is still the load balancer's own name, which no ACM certificate covers: clients
-        # use the certificate's domain, pointed at the load balancer (see certificateArn in Pulumi.yaml).
-        scheme = "https" if args.certificate_arn else "http"
-        self.endpoint = load_balancer.dns_name.apply(lambda dns: f"{scheme}://{dns}")
-        self.cluster_name = cluster.name
-        self.service_name = service.name
-        self.load_balancer_arn_suffix = load_balancer.arn_suffix
-        self.target_group_arn_suffix = target_group.arn_suffix
-        self.register_outputs(
-            {"endpoint": self.endpoint, "cluster_name": self.cluster_name, "service_name": self.service_name}
         )
 
     @staticmethod
@@ -238,32 +253,8 @@ class Serving(pulumi.ComponentResource):
             },
         }
 
-    def _role(self, name: str, policy: pulumi.Output[policies.PolicyDocument]) -> aws.iam.Role:
-        role = aws.iam.Role(
-            name,
-            assume_role_policy=policies.to_json(policies.assume_role_policy("ecs-tasks.amazonaws.com")),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        aws.iam.RolePolicy(
-            name, role=role.id, policy=policy.apply(policies.to_json), opts=pulumi.ResourceOptions(parent=self)
-        )
-        return role
-
-    def _ingress(self, name: str, group: aws.ec2.SecurityGroup, port: int, **source: pulumi.Input[str]) -> None:
-        aws.vpc.SecurityGroupIngressRule(
-            name,
-            security_group_id=group.id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            **source,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-    def _listeners(
-        self, name: str, args: ServingArgs, load_balancer: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup
-    ) -> list[aws.lb.Listener]:
-        child = pulumi.ResourceOptions(parent=self)
+    def _listeners(self, load_balancer: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup) -> list[aws.lb.Listener]:
+        name, args, child = self._name, self._args, pulumi.ResourceOptions(parent=self)
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
         redirect = aws.lb.ListenerDefaultActionArgs(
             type="redirect",
@@ -294,14 +285,12 @@ class Serving(pulumi.ComponentResource):
 
     def _autoscaling(
         self,
-        name: str,
-        args: ServingArgs,
         cluster: aws.ecs.Cluster,
         service: aws.ecs.Service,
         load_balancer: aws.lb.LoadBalancer,
         target_group: aws.lb.TargetGroup,
     ) -> None:
-        child = pulumi.ResourceOptions(parent=self)
+        name, args, child = self._name, self._args, pulumi.ResourceOptions(parent=self)
         target = aws.appautoscaling.Target(
             f"{name}-scaling",
             service_namespace="ecs",

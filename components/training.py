@@ -18,7 +18,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import policies, recipes
 from components.storage import LOGS_PREFIX, MODELS_PREFIX, PROCESSED_PREFIX, RAW_PREFIX
 
 USER_DATA_TEMPLATE = Path(__file__).parent / "templates" / "training_user_data.sh"
@@ -71,92 +71,77 @@ class TrainingCompute(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:training:TrainingCompute", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        role = aws.iam.Role(
+        self._name = name
+        self._args = args
+        log_group = recipes.log_group(self, name, args.log_retention_days)
+        role = recipes.role_with_inline_policy(
+            self,
             f"{name}-role",
-            assume_role_policy=policies.to_json(policies.assume_role_policy("ec2.amazonaws.com")),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-access",
-            role=role.id,
-            policy=pulumi.Output.all(
+            "ec2.amazonaws.com",
+            pulumi.Output.all(
                 bucket_arn=args.bucket_arn,
                 repository_arn=args.repository_arn,
                 log_group_arn=log_group.arn,
                 kms_key_arn=args.kms_key_arn,
             ).apply(
-                lambda a: policies.to_json(
-                    policies.training_policy(read_prefixes=READ_PREFIXES, write_prefixes=WRITE_PREFIXES, **a)
-                )
+                lambda a: policies.training_policy(read_prefixes=READ_PREFIXES, write_prefixes=WRITE_PREFIXES, **a)
             ),
-            opts=child,
         )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=pulumi.ResourceOptions(parent=self))
         security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
             description="Training instances: no inbound access at all; HTTPS out for S3, ECR and PyPI",
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-https-out",
-            security_group_id=security_group.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="HTTPS to AWS APIs and the Python package index",
-            opts=child,
+        recipes.https_egress(
+            self, f"{name}-https-out", security_group, "HTTPS to AWS APIs and the Python package index"
         )
+        template = self._launch_template(profile, security_group, self._user_data(log_group))
+        self.launch_template_id = template.id
+        self.role_arn = role.arn
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "launch_template_id": self.launch_template_id,
+                "role_arn": self.role_arn,
+                "log_group_name": self.log_group_name,
+            }
+        )
+
+    def _user_data(self, log_group: aws.cloudwatch.LogGroup) -> pulumi.Output[str]:
+        """The rendered training script, base64-encoded as a launch template wants it."""
+        args = self._args
+
+        def render(values: dict[str, str]) -> str:
+            settings = {
+                **values,
+                "REGION": args.region,
+                "REGISTRY": values["IMAGE"].split("/", 1)[0],
+                # Rendered from the same constants as the role's prefixes, so script and policy agree.
+                "RAW_KEY": RAW_ARCHIVE_KEY,
+                "PROCESSED_PREFIX": PROCESSED_PREFIX,
+                "MODELS_PREFIX": MODELS_PREFIX,
+                "TRAINING_LOGS_PREFIX": TRAINING_LOGS_PREFIX,
+                "ARCH": args.arch,
+                "EPOCHS": str(args.epochs),
+                "MAX_RUN_MINUTES": str(args.max_run_minutes),
+            }
+            return base64.b64encode(render_user_data(settings).encode()).decode()
+
+        return pulumi.Output.all(BUCKET=args.bucket_name, IMAGE=args.image_ref, LOG_GROUP=log_group.name).apply(render)
+
+    def _launch_template(
+        self, profile: aws.iam.InstanceProfile, security_group: aws.ec2.SecurityGroup, user_data: pulumi.Output[str]
+    ) -> aws.ec2.LaunchTemplate:
+        name, args = self._name, self._args
         ami = aws.ssm.get_parameter_output(name=args.ami_ssm_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
-        user_data = pulumi.Output.all(
-            BUCKET=args.bucket_name,
-            IMAGE=args.image_ref,
-            LOG_GROUP=log_group.name,
-        ).apply(
-            lambda values: base64.b64encode(
-                render_user_data(
-                    {
-                        **values,
-                        "REGION": args.region,
-                        "REGISTRY": values["IMAGE"].split("/", 1)[0],
-                        # Rendered from the same constants as the role's prefixes, so script and policy agree.
-                        "RAW_KEY": RAW_ARCHIVE_KEY,
-                        "PROCESSED_PREFIX": PROCESSED_PREFIX,
-                        "MODELS_PREFIX": MODELS_PREFIX,
-                        "TRAINING_LOGS_PREFIX": TRAINING_LOGS_PREFIX,
-                        "ARCH": args.arch,
-                        "EPOCHS": str(args.epochs),
-                        "MAX_RUN_MINUTES": str(args.max_run_minutes),
-                    }
-                ).encode()
-            ).decode()
-        )
-        spot = (
-            aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
-                market_type="spot",
-                # One-time requests: an interrupted run is simply re-launched, never resumed half-trained.
-                spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
-                    spot_instance_type="one-time", instance_interruption_behavior="terminate"
-                ),
-            )
-            if args.use_spot
-            else None
-        )
-        template = aws.ec2.LaunchTemplate(
+        return aws.ec2.LaunchTemplate(
             f"{name}-template",
             description="One imdb-sentiment training run; the instance terminates itself when done",
             image_id=ami.value,
             instance_type=args.instance_type,
-            instance_market_options=spot,
+            instance_market_options=self._spot_options(),
             instance_initiated_shutdown_behavior="terminate",
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
@@ -192,15 +177,16 @@ class TrainingCompute(pulumi.ComponentResource):
             ],
             update_default_version=True,
             user_data=user_data,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.launch_template_id = template.id
-        self.role_arn = role.arn
-        self.log_group_name = log_group.name
-        self.register_outputs(
-            {
-                "launch_template_id": self.launch_template_id,
-                "role_arn": self.role_arn,
-                "log_group_name": self.log_group_name,
-            }
+
+    def _spot_options(self) -> aws.ec2.LaunchTemplateInstanceMarketOptionsArgs | None:
+        if not self._args.use_spot:
+            return None
+        return aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
+            market_type="spot",
+            # One-time requests: an interrupted run is simply re-launched, never resumed half-trained.
+            spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
+                spot_instance_type="one-time", instance_interruption_behavior="terminate"
+            ),
         )

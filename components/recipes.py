@@ -1,0 +1,73 @@
+"""Resource recipes that more than one component needs, written once.
+
+Each takes the component that owns the new resources as `parent`, so every child stays parented to it.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+
+
+def log_group(parent: pulumi.Resource, name: str, retention_days: int) -> aws.cloudwatch.LogGroup:
+    """`/<project>/<stack>/<name>`: one log group per component and stack, expiring after `retention_days`."""
+    return aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
+        retention_in_days=retention_days,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def role_with_inline_policy(
+    parent: pulumi.Resource, name: str, service: str, policy: pulumi.Output[policies.PolicyDocument]
+) -> aws.iam.Role:
+    """A role that only `service` (e.g. `ecs-tasks.amazonaws.com`) may assume, granted `policy` inline."""
+    role = aws.iam.Role(
+        name,
+        assume_role_policy=policies.to_json(policies.assume_role_policy(service)),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    aws.iam.RolePolicy(
+        name, role=role.id, policy=policy.apply(policies.to_json), opts=pulumi.ResourceOptions(parent=parent)
+    )
+    return role
+
+
+def tcp_ingress(
+    parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, port: int, **source: pulumi.Input[str]
+) -> aws.vpc.SecurityGroupIngressRule:
+    """Admit TCP on `port` into `group` from `source` (`cidr_ipv4=` or `referenced_security_group_id=`)."""
+    return aws.vpc.SecurityGroupIngressRule(
+        name,
+        security_group_id=group.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        **source,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def tcp_egress(
+    parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, port: int, **destination: pulumi.Input[str]
+) -> aws.vpc.SecurityGroupEgressRule:
+    """Let `group` open TCP connections on `port` to `destination` (`cidr_ipv4=` or `referenced_security_group_id=`)."""
+    return aws.vpc.SecurityGroupEgressRule(
+        name,
+        security_group_id=group.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        **destination,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def https_egress(
+    parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, description: str
+) -> aws.vpc.SecurityGroupEgressRule:
+    """HTTPS out to anywhere: AWS APIs (and, for training, the package index) for a group with no other egress."""
+    return tcp_egress(parent, name, group, 443, cidr_ipv4="0.0.0.0/0", description=description)
