@@ -18,6 +18,7 @@ for path in (REPO_ROOT, Path(__file__).resolve().parent):
         sys.path.insert(0, str(path))
 
 from infra_mocks import RecordingMocks, record_resource_options  # noqa: E402
+from run_program_under_mocks import STACKS, Program, run_in_subprocess  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,6 +27,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 RunPulumi = Callable[[Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """The whole program (`__main__.py`) run under the mocks with one stack file, once per test session."""
+    return run_in_subprocess(request.param, tmp_path_factory.mktemp(request.param) / "program.json")
 
 
 @pytest.fixture

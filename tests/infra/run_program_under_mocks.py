@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,62 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STACKS = ["dev", "prod"]
+
+
+class Program:
+    """What one run of `__main__.py` registered, with lookups by type."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.stack: str = result["stack"]
+        # What the program was given: the stack file over the Pulumi.yaml defaults.
+        self.config: dict[str, Any] = result["config"]
+        self.resources: list[dict[str, Any]] = result["resources"]
+        self.outputs: dict[str, Any] = result["outputs"]
+        self.ignore_changes: dict[str, list[str]] = result["ignore_changes"]
+
+    def of_type(self, typ: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["type"] == typ]
+
+    def one(self, typ: str) -> dict[str, Any]:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"{self.stack}: expected one {typ}, got {[r['name'] for r in found]}"
+        return found[0]
+
+    def named(self, typ: str, name: str) -> dict[str, Any]:
+        return next(r for r in self.of_type(typ) if r["name"] == name)
+
+    def policy_documents(self) -> dict[str, dict[str, Any]]:
+        documents = {}
+        for typ, key in (
+            ("aws:iam/rolePolicy:RolePolicy", "policy"),
+            ("aws:iam/role:Role", "assumeRolePolicy"),
+            ("aws:s3/bucketPolicy:BucketPolicy", "policy"),
+        ):
+            for resource in self.of_type(typ):
+                documents[f"{resource['name']}.{key}"] = json.loads(resource["inputs"][key])
+        return documents
+
+
+def run_in_subprocess(stack: str, out_file: Path) -> Program:
+    """Run the program for `Pulumi.<stack>.yaml` in a fresh interpreter (the Pulumi runtime's global state must not
+    leak between stacks) and load what it registered."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            __file__,
+            str(REPO_ROOT / f"Pulumi.{stack}.yaml"),
+            str(out_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the program failed for stack {stack}:\n{completed.stderr[-3000:]}")
+    return Program(json.loads(out_file.read_text()))
 
 
 def _config_string(value: object) -> str:

@@ -10,6 +10,7 @@ ARGS = MonitoringArgs(
     service_name="service",
     load_balancer_arn_suffix="app/alb/1",
     target_group_arn_suffix="targetgroup/tg/2",
+    min_task_count=2,
     region="eu-west-1",
     alert_email="oncall@example.com",
     cpu_alarm_percent=80,
@@ -23,10 +24,18 @@ def build(args: MonitoringArgs = ARGS) -> dict:
     return {"topic": monitoring.topic_arn, "dashboard_url": monitoring.dashboard_url}
 
 
-def test_four_alarms_notify_the_topic(run_pulumi, pulumi_mocks):
+def test_every_alarm_notifies_the_topic(run_pulumi, pulumi_mocks):
     out = run_pulumi(build)
     alarms = {a.inputs["metricName"]: a.inputs for a in pulumi_mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert set(alarms) == {"CPUUtilization", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "UnHealthyHostCount"}
+    assert set(alarms) == {
+        "CPUUtilization",
+        "HTTPCode_Target_5XX_Count",
+        "HTTPCode_ELB_5XX_Count",
+        "TargetResponseTime",
+        "UnHealthyHostCount",
+        "HealthyHostCount",
+        "RunningTaskCount",
+    }
     for alarm in alarms.values():
         assert alarm["alarmActions"] == [out["topic"]] and alarm["okActions"] == [out["topic"]]
     assert alarms["CPUUtilization"]["threshold"] == 80
@@ -36,6 +45,9 @@ def test_four_alarms_notify_the_topic(run_pulumi, pulumi_mocks):
         0.75,
     )
     assert alarms["UnHealthyHostCount"]["threshold"] == 0
+    # The floor comes from the autoscaling minimum; the load balancer's own 5xx are per load balancer only.
+    assert alarms["RunningTaskCount"]["threshold"] == 2
+    assert alarms["HTTPCode_ELB_5XX_Count"]["dimensions"] == {"LoadBalancer": "app/alb/1"}
     subscription = pulumi_mocks.one("aws:sns/topicSubscription:TopicSubscription").inputs
     assert (subscription["protocol"], subscription["endpoint"], subscription["topic"]) == (
         "email",

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import aws_rules
 import pytest
 import yaml
+from run_program_under_mocks import STACKS, Program
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUNNER = Path(__file__).resolve().parent / "run_program_under_mocks.py"
-STACKS = ["dev", "prod"]
 REQUIRED_OUTPUTS = [
     "endpoint",
     "bucket",
@@ -24,55 +22,6 @@ REQUIRED_OUTPUTS = [
     "training_launch_template_id",
     "dashboard_url",
 ]
-
-
-class Program:
-    """What one run of `__main__.py` registered, with lookups by type."""
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        self.stack: str = result["stack"]
-        # What the program was given: the stack file over the Pulumi.yaml defaults.
-        self.config: dict[str, Any] = result["config"]
-        self.resources: list[dict[str, Any]] = result["resources"]
-        self.outputs: dict[str, Any] = result["outputs"]
-        self.ignore_changes: dict[str, list[str]] = result["ignore_changes"]
-
-    def of_type(self, typ: str) -> list[dict[str, Any]]:
-        return [r for r in self.resources if r["type"] == typ]
-
-    def one(self, typ: str) -> dict[str, Any]:
-        found = self.of_type(typ)
-        assert len(found) == 1, f"{self.stack}: expected one {typ}, got {[r['name'] for r in found]}"
-        return found[0]
-
-    def named(self, typ: str, name: str) -> dict[str, Any]:
-        return next(r for r in self.of_type(typ) if r["name"] == name)
-
-    def policy_documents(self) -> dict[str, dict[str, Any]]:
-        documents = {}
-        for typ, key in (
-            ("aws:iam/rolePolicy:RolePolicy", "policy"),
-            ("aws:iam/role:Role", "assumeRolePolicy"),
-            ("aws:s3/bucketPolicy:BucketPolicy", "policy"),
-        ):
-            for resource in self.of_type(typ):
-                documents[f"{resource['name']}.{key}"] = json.loads(resource["inputs"][key])
-        return documents
-
-
-@pytest.fixture(scope="module", params=STACKS)
-def program(request, tmp_path_factory) -> Program:
-    stack_file = REPO_ROOT / f"Pulumi.{request.param}.yaml"
-    out = tmp_path_factory.mktemp(request.param) / "program.json"
-    # A fresh interpreter per stack: the Pulumi runtime's global state must not leak between stacks.
-    completed = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", str(RUNNER), str(stack_file), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return Program(json.loads(out.read_text()))
 
 
 def _cfg(program: Program, key: str) -> Any:
@@ -216,7 +165,7 @@ def test_alarms_notify_the_alert_topic(program):
     topic_arn = program.one("aws:sns/topic:Topic")["state"]["arn"]
     alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     metrics = {a["inputs"]["metricName"] for a in alarms}
-    assert {"CPUUtilization", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "UnHealthyHostCount"} <= metrics
+    assert {"CPUUtilization", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount"} <= metrics
     for alarm in alarms:
         assert alarm["inputs"]["alarmActions"] == [topic_arn], alarm["name"]
     subscriptions = program.of_type("aws:sns/topicSubscription:TopicSubscription")
@@ -308,3 +257,49 @@ def test_every_schema_key_is_typed_described_and_defaults_to_its_type():
         assert spec.get("description"), f"{key} has no description"
         if "default" in spec:
             assert type(spec["default"]) is python_types[spec["type"]], f"{key}: default is not a {spec['type']}"
+
+
+# Ten minutes of what each metric publishes (one value a minute, None: no data point at all).
+TOTAL_OUTAGE = {  # the release never turns healthy: no task registers, the load balancer answers 503
+    "HealthyHostCount": [None] * 10,
+    "UnHealthyHostCount": [0.0] * 10,
+    "HTTPCode_ELB_5XX_Count": [40.0] * 10,
+    "HTTPCode_Target_5XX_Count": [None] * 10,
+    "TargetResponseTime": [None] * 10,
+    "CPUUtilization": [None] * 10,
+    "RunningTaskCount": [0.0] * 10,
+}
+
+
+def _quiet_night(min_tasks: int) -> dict[str, list[float | None]]:
+    """Healthy tasks and no traffic: the request metrics publish nothing."""
+    return {
+        "HealthyHostCount": [float(min_tasks)] * 10,
+        "UnHealthyHostCount": [0.0] * 10,
+        "HTTPCode_ELB_5XX_Count": [None] * 10,
+        "HTTPCode_Target_5XX_Count": [None] * 10,
+        "TargetResponseTime": [None] * 10,
+        "CPUUtilization": [2.0] * 10,
+        "RunningTaskCount": [float(min_tasks)] * 10,
+    }
+
+
+def test_a_total_outage_fires_the_health_5xx_and_task_count_alarms(program):
+    alarms = {a["inputs"]["metricName"]: a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    firing = {metric for metric, alarm in alarms.items() if aws_rules.alarm_fires(alarm, TOTAL_OUTAGE[metric])}
+    assert {"HealthyHostCount", "HTTPCode_ELB_5XX_Count", "RunningTaskCount"} <= firing
+
+
+def test_a_quiet_healthy_service_raises_no_alarm(program):
+    quiet = _quiet_night(_cfg(program, "serviceMinCount"))
+    alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    firing = [a["name"] for a in alarms if aws_rules.alarm_fires(a["inputs"], quiet[a["inputs"]["metricName"]])]
+    assert firing == []
+
+
+def test_the_alarm_evaluation_follows_missing_data_rules():
+    alarm = {"comparisonOperator": "LessThanThreshold", "threshold": 1, "evaluationPeriods": 5, "datapointsToAlarm": 3}
+    assert aws_rules.alarm_fires({**alarm, "treatMissingData": "breaching"}, [None] * 5)
+    assert not aws_rules.alarm_fires({**alarm, "treatMissingData": "notBreaching"}, [None] * 5)
+    assert not aws_rules.alarm_fires({**alarm, "treatMissingData": "breaching"}, [0, 0, 1, 1, 1])
+    assert aws_rules.alarm_fires({**alarm, "treatMissingData": "missing"}, [0, 0, 0, None, None])
