@@ -110,6 +110,7 @@ monitoring = Monitoring(
         service_name=serving.service_name,
         load_balancer_arn_suffix=serving.load_balancer_arn_suffix,
         target_group_arn_suffix=serving.target_group_arn_suffix,
+        min_task_count=config.require_int("serviceMinCount"),
         region=region,
         alert_email=config.require("alertEmail"),
         cpu_alarm_percent=config.require_int("cpuAlarmPercent"),

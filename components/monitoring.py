@@ -18,6 +18,8 @@ class MonitoringArgs:
     service_name: pulumi.Input[str]
     load_balancer_arn_suffix: pulumi.Input[str]
     target_group_arn_suffix: pulumi.Input[str]
+    min_task_count: int
+    """The autoscaling floor: fewer running tasks than this is an incident."""
     region: str
     alert_email: str
     """Subscribed to the alarm topic when set (AWS emails a confirmation link first)."""
@@ -35,6 +37,10 @@ class _Alarm:
     threshold: float
     statistic: str | None = None
     extended_statistic: str | None = None
+    comparison: str = "GreaterThanThreshold"
+    treat_missing_data: str = "notBreaching"
+    """Most metrics go missing when there is no traffic, which is not an outage; the health and task counts are
+    published all the time, so their absence means nothing is running."""
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -65,9 +71,9 @@ class Monitoring(pulumi.ComponentResource):
                 period=60,
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
-                comparison_operator="GreaterThanThreshold",
+                comparison_operator=alarm.comparison,
                 threshold=alarm.threshold,
-                treat_missing_data="notBreaching",  # no traffic is not an outage
+                treat_missing_data=alarm.treat_missing_data,
                 alarm_actions=[topic.arn],
                 ok_actions=[topic.arn],
                 opts=child,
@@ -152,6 +158,37 @@ class Monitoring(pulumi.ComponentResource):
                 target,
                 0,
                 statistic="Maximum",
+            ),
+            # A total outage: UnHealthyHostCount stays 0 (or missing) when no task ever registers.
+            "no-healthy-hosts": _Alarm(
+                "No API task is healthy behind the load balancer: the API is down",
+                "AWS/ApplicationELB",
+                "HealthyHostCount",
+                target,
+                1,
+                statistic="Minimum",
+                comparison="LessThanThreshold",
+                treat_missing_data="breaching",
+            ),
+            # The load balancer's own 5xx (503 with no healthy target, 502/504 from dead ones): targets never see them.
+            "elb-5xx": _Alarm(
+                f"The load balancer answered more than {args.error_5xx_per_minute} 5xx responses a minute itself",
+                "AWS/ApplicationELB",
+                "HTTPCode_ELB_5XX_Count",
+                {"LoadBalancer": args.load_balancer_arn_suffix},
+                args.error_5xx_per_minute,
+                statistic="Sum",
+            ),
+            # Container Insights (turned on for the cluster in Serving) publishes the running count every minute.
+            "tasks-below-minimum": _Alarm(
+                f"Fewer than {args.min_task_count} API tasks running (the autoscaling floor)",
+                "ECS/ContainerInsights",
+                "RunningTaskCount",
+                service,
+                args.min_task_count,
+                statistic="Minimum",
+                comparison="LessThanThreshold",
+                treat_missing_data="breaching",
             ),
         }
 
