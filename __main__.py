@@ -97,6 +97,7 @@ serving = Serving(
         cpu_target_percent=config.require_int("cpuTargetPercent"),
         requests_per_target=config.require_int("requestsPerTarget"),
         health_check_grace_seconds=config.require_int("healthCheckGraceSeconds"),
+        worker_timeout_seconds=config.require_int("workerTimeoutSeconds"),
         log_retention_days=config.require_int("logRetentionDays"),
         certificate_arn=config.require("certificateArn"),
         deletion_protection=config.require_bool("deletionProtection"),
@@ -132,5 +133,6 @@ pulumi.export("training_role_arn", training.role_arn)
 pulumi.export("training_log_group", training.log_group_name)
 pulumi.export("cluster_name", serving.cluster_name)
 pulumi.export("service_name", serving.service_name)
+pulumi.export("task_definition_arn", serving.task_definition_arn)
 pulumi.export("alert_topic_arn", monitoring.topic_arn)
 pulumi.export("dashboard_url", monitoring.dashboard_url)

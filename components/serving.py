@@ -1,5 +1,11 @@
 """Serving: the API on ECS Fargate behind an Application Load Balancer, with autoscaling.
 
+The container listens on two ports: the app port, the only one the load balancer forwards traffic to, and the
+ops port, served by the gunicorn master rather than the inference workers, for health checks (and the
+operator-only /metrics and /openapi.json, which the public never reaches). ECS's container health check asks
+the ops port for liveness (`/health/live`): a task busy with inference is alive and must not be replaced. The
+target group asks it for readiness (`/health`): traffic goes only to a task whose model is loaded.
+
 The task definition pins the image by digest and the model by URI (`MODEL_URI`), so both change only
 through `pulumi up`; the deployment circuit breaker rolls back a release whose tasks never turn healthy
 (for example a bad model bundle, which makes /health fail).
@@ -19,8 +25,16 @@ from components import policies, recipes
 from components.storage import MODELS_PREFIX
 
 CONTAINER_NAME = "api"
-CONTAINER_PORT = 8080
-HEALTH_PATH = "/health"
+APP_PORT = 8080
+OPS_PORT = 8081
+READINESS_PATH = "/health"
+LIVENESS_PATH = "/health/live"
+# A request may run up to the worker timeout; on deregistration (deployments, scale-in) the load balancer keeps
+# in-flight requests this much longer than that before ECS stops the task.
+DRAIN_MARGIN_SECONDS = 5
+# After SIGTERM gunicorn gives workers the worker timeout to finish; ECS waits this much longer before SIGKILL.
+STOP_MARGIN_SECONDS = 5
+FARGATE_MAX_STOP_TIMEOUT = 120
 APP_USER = "10001:10001"  # the non-root user baked into workload/Dockerfile
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
@@ -46,6 +60,9 @@ class ServingArgs:
     cpu_target_percent: int
     requests_per_target: int
     health_check_grace_seconds: int
+    worker_timeout_seconds: int
+    """The longest a request may run (gunicorn's worker timeout): set in the container, and the drain and stop
+    timeouts are derived from it."""
     log_retention_days: int
     certificate_arn: str
     """An ACM certificate ARN turns on HTTPS (and HTTP redirects to it); empty serves plain HTTP."""
@@ -57,6 +74,11 @@ class ServingArgs:
                 "need 1 <= serviceMinCount <= serviceDesiredCount <= serviceMaxCount, got "
                 f"{self.min_count} / {self.desired_count} / {self.max_count}"
             )
+        if not 1 <= self.worker_timeout_seconds <= FARGATE_MAX_STOP_TIMEOUT - STOP_MARGIN_SECONDS:
+            raise ValueError(
+                f"workerTimeoutSeconds must be 1..{FARGATE_MAX_STOP_TIMEOUT - STOP_MARGIN_SECONDS} (Fargate stops a "
+                f"container at most {FARGATE_MAX_STOP_TIMEOUT} s after SIGTERM), got {self.worker_timeout_seconds}"
+            )
 
 
 class Serving(pulumi.ComponentResource):
@@ -65,6 +87,8 @@ class Serving(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    """The revision this update deployed: after `pulumi up`, the service's PRIMARY deployment must run it."""
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:serving:Serving", name, None, opts)
@@ -99,8 +123,14 @@ class Serving(pulumi.ComponentResource):
         self.service_name = service.name
         self.load_balancer_arn_suffix = load_balancer.arn_suffix
         self.target_group_arn_suffix = target_group.arn_suffix
+        self.task_definition_arn = task_definition.arn
         self.register_outputs(
-            {"endpoint": self.endpoint, "cluster_name": self.cluster_name, "service_name": self.service_name}
+            {
+                "endpoint": self.endpoint,
+                "cluster_name": self.cluster_name,
+                "service_name": self.service_name,
+                "task_definition_arn": self.task_definition_arn,
+            }
         )
 
     def _task_definition(self) -> aws.ecs.TaskDefinition:
@@ -138,7 +168,11 @@ class Serving(pulumi.ComponentResource):
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
             container_definitions=pulumi.Output.all(
                 image=args.image_ref, model_uri=args.model_uri, log_group=log_group.name
-            ).apply(lambda a: json.dumps([self._container(region=args.region, **a)])),
+            ).apply(
+                lambda a: json.dumps(
+                    [self._container(region=args.region, worker_timeout=args.worker_timeout_seconds, **a)]
+                )
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -160,25 +194,28 @@ class Serving(pulumi.ComponentResource):
         )
         for port in (80, 443):
             recipes.tcp_ingress(self, f"{name}-alb-{port}", alb_sg, port, cidr_ipv4="0.0.0.0/0")
+        recipes.tcp_ingress(self, f"{name}-tasks-from-alb", task_sg, APP_PORT, referenced_security_group_id=alb_sg.id)
+        recipes.tcp_egress(self, f"{name}-alb-to-tasks", alb_sg, APP_PORT, referenced_security_group_id=task_sg.id)
+        # The target group's health checks reach the ops port; nothing else from outside does.
         recipes.tcp_ingress(
-            self, f"{name}-tasks-from-alb", task_sg, CONTAINER_PORT, referenced_security_group_id=alb_sg.id
+            self, f"{name}-tasks-ops-from-alb", task_sg, OPS_PORT, referenced_security_group_id=alb_sg.id
         )
-        recipes.tcp_egress(
-            self, f"{name}-alb-to-tasks", alb_sg, CONTAINER_PORT, referenced_security_group_id=task_sg.id
-        )
+        recipes.tcp_egress(self, f"{name}-alb-to-tasks-ops", alb_sg, OPS_PORT, referenced_security_group_id=task_sg.id)
         recipes.https_egress(self, f"{name}-tasks-https-out", task_sg, "ECR, S3 and CloudWatch Logs")
         return alb_sg, task_sg
 
     def _target_group(self) -> aws.lb.TargetGroup:
         return aws.lb.TargetGroup(
             f"{self._name}-tg",
-            port=CONTAINER_PORT,
+            port=APP_PORT,  # the only port that gets traffic: /metrics and /openapi.json stay on the ops port
             protocol="HTTP",
             target_type="ip",
             vpc_id=self._args.vpc_id,
-            deregistration_delay=15,  # requests are short; don't hold deployments for the 300 s default
+            # Long enough for a request that runs to the worker timeout; far below the 300 s default.
+            deregistration_delay=self._args.worker_timeout_seconds + DRAIN_MARGIN_SECONDS,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=HEALTH_PATH,
+                port=str(OPS_PORT),  # answered by the gunicorn master, so saturated workers do not fail it
+                path=READINESS_PATH,
                 matcher="200",
                 interval=15,
                 timeout=5,
@@ -215,38 +252,52 @@ class Serving(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn, container_name=CONTAINER_NAME, container_port=CONTAINER_PORT
+                    target_group_arn=target_group.arn, container_name=CONTAINER_NAME, container_port=APP_PORT
                 )
             ],
             propagate_tags="SERVICE",
+            # `pulumi up` returns only once ECS has finished the rollout, so a release that never turns healthy
+            # fails the update instead of being reported as deployed (see scripts/check_deployment.py).
+            wait_for_steady_state=True,
             # Autoscaling owns the running count after creation; `pulumi up` must not reset it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=listeners, ignore_changes=["desiredCount"]),
         )
 
     @staticmethod
-    def _container(*, image: str, model_uri: str, log_group: str, region: str) -> dict[str, Any]:
+    def _container(*, image: str, model_uri: str, log_group: str, region: str, worker_timeout: int) -> dict[str, Any]:
+        liveness_url = f"http://127.0.0.1:{OPS_PORT}{LIVENESS_PATH}"
+        environment = {
+            "MODEL_URI": model_uri,
+            "OPS_PORT": str(OPS_PORT),
+            "GUNICORN_TIMEOUT": str(worker_timeout),
+            "GUNICORN_GRACEFUL_TIMEOUT": str(worker_timeout),
+        }
         return {
             "name": CONTAINER_NAME,
             "image": image,
             "essential": True,
             "user": APP_USER,
             "readonlyRootFilesystem": True,
-            "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
-            "environment": [{"name": "MODEL_URI", "value": model_uri}],
+            "portMappings": [
+                {"name": "app", "containerPort": APP_PORT, "protocol": "tcp"},
+                {"name": "ops", "containerPort": OPS_PORT, "protocol": "tcp"},
+            ],
+            "environment": [{"name": key, "value": value} for key, value in environment.items()],
+            # The image declares VOLUME /tmp, so this empty task volume starts writable for the app user.
             "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/tmp", "readOnly": False}],
             "healthCheck": {
                 "command": [
                     "CMD",
                     "python",
                     "-c",
-                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}',"
-                    " timeout=2)",
+                    f"import urllib.request; urllib.request.urlopen('{liveness_url}', timeout=2)",
                 ],
                 "interval": 15,
                 "timeout": 5,
                 "retries": 3,
-                "startPeriod": 60,  # the bundle is downloaded, verified and self-tested before /health says yes
+                "startPeriod": 60,
             },
+            "stopTimeout": worker_timeout + STOP_MARGIN_SECONDS,
             "logConfiguration": {
                 "logDriver": "awslogs",
                 "options": {"awslogs-group": log_group, "awslogs-region": region, "awslogs-stream-prefix": "api"},

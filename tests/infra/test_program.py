@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ REQUIRED_OUTPUTS = [
     "model_uri",
     "training_launch_template_id",
     "dashboard_url",
+    "task_definition_arn",
 ]
 
 
@@ -109,12 +111,59 @@ def test_tasks_are_reachable_only_from_the_load_balancer(program):
     (alb_sg,) = program.one("aws:lb/loadBalancer:LoadBalancer")["inputs"]["securityGroups"]
     (task_sg,) = service["networkConfiguration"]["securityGroups"]
     rules = _ingress_rules(program, task_sg)
-    assert rules, "the tasks need the ALB rule"
     for rule in rules:
         assert rule["referencedSecurityGroupId"] == alb_sg
         assert not rule.get("cidrIpv4") and not rule.get("cidrIpv6") and not rule.get("prefixListId")
-        assert rule["fromPort"] == rule["toPort"] == 8080
+        assert rule["fromPort"] == rule["toPort"]
     _assert_no_inline_ingress(program, task_sg)
+    # Every port the load balancer uses (traffic and health checks) is open to it both ways, and in the container.
+    target_group = program.one("aws:lb/targetGroup:TargetGroup")["inputs"]
+    used = {target_group["port"], int(target_group["healthCheck"]["port"])}
+    assert {rule["fromPort"] for rule in rules} == used
+    egress = program.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert {r["inputs"]["fromPort"] for r in egress if r["inputs"]["securityGroupId"] == alb_sg} == used
+    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    assert used == {mapping["containerPort"] for mapping in container["portMappings"]}
+    (forwarded,) = program.one("aws:ecs/service:Service")["inputs"]["loadBalancers"]
+    assert forwarded["containerPort"] == target_group["port"] != int(target_group["healthCheck"]["port"])
+
+
+def _environment(container: dict[str, Any]) -> dict[str, str]:
+    return {variable["name"]: variable["value"] for variable in container["environment"]}
+
+
+def test_deployments_and_scale_in_never_cut_a_request_short(program):
+    """Fault 6: ECS deregisters a task, waits the target group's deregistration delay for in-flight requests, then
+    sends SIGTERM and kills the container stopTimeout later. A request may run up to gunicorn's worker timeout."""
+    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    environment = _environment(container)
+    # Set explicitly, from the stack config: never a default inside the image that the delay could drift from.
+    worker_timeout = int(environment["GUNICORN_TIMEOUT"])
+    assert worker_timeout == _cfg(program, "workerTimeoutSeconds")
+    delay = program.one("aws:lb/targetGroup:TargetGroup")["inputs"]["deregistrationDelay"]
+    assert delay > worker_timeout
+    assert container["stopTimeout"] > int(environment["GUNICORN_GRACEFUL_TIMEOUT"])
+
+
+def _image_volumes(dockerfile: Path) -> set[str]:
+    """The paths the final stage of `dockerfile` declares with VOLUME (JSON or plain form)."""
+    final_stage = re.split(r"^FROM\s", dockerfile.read_text(), flags=re.MULTILINE)[-1]
+    volumes: set[str] = set()
+    for arguments in re.findall(r"^VOLUME\s+(.+)$", final_stage, flags=re.MULTILINE):
+        arguments = arguments.strip()
+        volumes.update(json.loads(arguments) if arguments.startswith("[") else arguments.split())
+    return volumes
+
+
+def test_every_writable_mount_is_a_volume_the_image_declares(program):
+    """Fault 1: on Fargate an empty task volume is a root-owned 0755 directory, which the non-root, read-only-root
+    container cannot write, unless the image declares VOLUME at that path (then it starts as a copy of the image's
+    directory). /tmp must be writable for the model cache and gunicorn."""
+    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    assert container["readonlyRootFilesystem"] is True
+    writable = {mount["containerPath"] for mount in container["mountPoints"] if not mount.get("readOnly")}
+    assert "/tmp" in writable
+    assert writable <= _image_volumes(REPO_ROOT / "workload" / "Dockerfile")
 
 
 def test_task_subnets_follow_the_network_mode(program):
@@ -145,6 +194,10 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert service["deploymentMinimumHealthyPercent"] == 100
     assert service["deploymentMaximumPercent"] == 200
     assert service["healthCheckGracePeriodSeconds"] > 0
+    # Fault 2: `pulumi up` waits for the rollout, and exports the revision the post-deploy check expects to run.
+    assert service["waitForSteadyState"] is True
+    task_definition = program.one("aws:ecs/taskDefinition:TaskDefinition")
+    assert service["taskDefinition"] == task_definition["state"]["arn"] == program.outputs["task_definition_arn"]
     # Autoscaling owns the count after creation; `pulumi up` must not reset it.
     assert program.ignore_changes == {"api-service": ["desiredCount"]}
     cpu = [

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from components.serving import CONTAINER_PORT, Serving, ServingArgs
+from components.serving import APP_PORT, LIVENESS_PATH, OPS_PORT, READINESS_PATH, Serving, ServingArgs
 
 DIGEST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/workload@sha256:" + "cd" * 32
 ARGS = ServingArgs(
@@ -25,6 +25,7 @@ ARGS = ServingArgs(
     cpu_target_percent=70,
     requests_per_target=300,
     health_check_grace_seconds=120,
+    worker_timeout_seconds=30,
     log_retention_days=30,
     certificate_arn="",
     deletion_protection=True,
@@ -47,10 +48,9 @@ def test_task_definition_pins_image_digest_and_model(run_pulumi, pulumi_mocks):
     assert task["requiresCompatibilities"] == ["FARGATE"]
     (container,) = json.loads(task["containerDefinitions"])
     assert container["image"] == DIGEST
-    assert container["environment"] == [{"name": "MODEL_URI", "value": "s3://lake/models/v7"}]
-    assert container["portMappings"] == [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}]
+    assert {"name": "MODEL_URI", "value": "s3://lake/models/v7"} in container["environment"]
+    assert {m["containerPort"] for m in container["portMappings"]} == {APP_PORT, OPS_PORT}
     assert container["readonlyRootFilesystem"] is True and container["user"] == "10001:10001"
-    assert container["mountPoints"][0]["containerPath"] == "/tmp"
     log_group = pulumi_mocks.one("aws:cloudwatch/logGroup:LogGroup")
     assert container["logConfiguration"]["options"]["awslogs-group"] == log_group.state["name"]
     assert log_group.inputs["retentionInDays"] == 30
@@ -76,14 +76,15 @@ def test_only_the_load_balancer_reaches_the_tasks(run_pulumi, pulumi_mocks):
     sg = groups(pulumi_mocks)
     ingress = [r.inputs for r in pulumi_mocks.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
     to_tasks = [r for r in ingress if r["securityGroupId"] == sg["api-tasks"]]
-    assert to_tasks == [
+    assert sorted(to_tasks, key=lambda r: r["fromPort"]) == [
         {
             "securityGroupId": sg["api-tasks"],
             "referencedSecurityGroupId": sg["api-alb"],
             "ipProtocol": "tcp",
-            "fromPort": CONTAINER_PORT,
-            "toPort": CONTAINER_PORT,
+            "fromPort": port,
+            "toPort": port,
         }
+        for port in (APP_PORT, OPS_PORT)
     ]
     to_alb = sorted(r["fromPort"] for r in ingress if r["securityGroupId"] == sg["api-alb"])
     assert to_alb == [80, 443]
@@ -102,10 +103,9 @@ def test_service_rolls_back_failed_deployments_and_leaves_the_count_to_autoscali
     assert service["networkConfiguration"]["assignPublicIp"] is False
     target_group = pulumi_mocks.one("aws:lb/targetGroup:TargetGroup")
     assert service["loadBalancers"] == [
-        {"targetGroupArn": target_group.state["arn"], "containerName": "api", "containerPort": CONTAINER_PORT}
+        {"targetGroupArn": target_group.state["arn"], "containerName": "api", "containerPort": APP_PORT}
     ]
-    tg = target_group.inputs
-    assert (tg["targetType"], tg["healthCheck"]["path"], tg["deregistrationDelay"]) == ("ip", "/health", 15)
+    assert service["waitForSteadyState"] is True
     assert out["endpoint"] == "http://" + pulumi_mocks.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
 
 
@@ -144,3 +144,23 @@ def test_a_certificate_adds_https_and_redirects_http(run_pulumi, pulumi_mocks):
 def test_counts_must_be_ordered():
     with pytest.raises(ValueError, match="serviceMinCount"):
         dataclasses.replace(ARGS, min_count=3, desired_count=2)
+
+
+def test_workload_health_is_checked_on_the_ops_port_liveness_by_ecs_readiness_by_the_load_balancer(
+    run_pulumi, pulumi_mocks
+):
+    """Both checks go to the ops port, which the gunicorn master answers, so saturated inference workers cannot
+    fail them; only the app port takes traffic, so /metrics and /openapi.json (ops port) are never public."""
+    run_pulumi(build)
+    tg = pulumi_mocks.one("aws:lb/targetGroup:TargetGroup").inputs
+    assert tg["port"] == APP_PORT
+    assert (tg["healthCheck"]["port"], tg["healthCheck"]["path"]) == (str(OPS_PORT), READINESS_PATH)
+    (container,) = json.loads(pulumi_mocks.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    assert f"http://127.0.0.1:{OPS_PORT}{LIVENESS_PATH}" in " ".join(container["healthCheck"]["command"])
+    assert {"name": "OPS_PORT", "value": str(OPS_PORT)} in container["environment"]
+
+
+@pytest.mark.parametrize("timeout", [0, 116])
+def test_worker_timeout_must_leave_fargate_room_to_stop(timeout):
+    with pytest.raises(ValueError, match=r"workerTimeoutSeconds must be 1\.\.115"):
+        dataclasses.replace(ARGS, worker_timeout_seconds=timeout)
