@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
-from components.registry import Registry, RegistryArgs, git_commit
+from components.registry import Registry, RegistryArgs, source_version
 from components.serving import Serving, ServingArgs
 from components.storage import DataLake, DataLakeArgs
 from components.training import TrainingArgs, TrainingCompute
@@ -39,14 +39,12 @@ lake = DataLake(
     ),
     opts=with_provider,
 )
-source_commit = git_commit(PROJECT_DIR)
 registry = Registry(
     "registry",
     RegistryArgs(
-        context_dir=str(PROJECT_DIR / "workload"),
-        dockerfile=str(PROJECT_DIR / "workload" / "Dockerfile"),
-        image_tag=config.require("imageTag") or source_commit,
-        source_commit=source_commit,
+        context_dir=PROJECT_DIR / "workload",
+        dockerfile=PROJECT_DIR / "workload" / "Dockerfile",
+        source_version=source_version(PROJECT_DIR / "workload"),
         keep_images=config.require_int("ecrKeepImages"),
         force_delete=config.require_bool("forceDestroy"),
     ),

@@ -2,34 +2,74 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
+from docker.utils import build as build_utils
+
+IMAGE_PLATFORM = "linux/amd64"  # Fargate tasks and the training instances are x86_64
 
 
-def git_commit(repo_root: Path) -> str:
-    """The checked-out commit: the default (immutable) image tag, and packaged into the image, so every image and
-    every bundle it trains traces back to its source."""
+def _git(directory: Path, *arguments: str) -> str:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True)
+        result = subprocess.run(["git", *arguments], cwd=directory, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        raise ValueError(f"cannot read the git commit in {repo_root} for the image: {error}") from error
+        raise ValueError(f"cannot read the git state of {directory} for the image: {error}") from error
     return result.stdout.strip()
+
+
+def source_version(context_dir: Path) -> str:
+    """The last commit that changed `context_dir`, with `-dirty` when the checkout holds uncommitted or untracked
+    changes there: packaged into the image (GIT_COMMIT), so every bundle it serves or trains says honestly which
+    code it came from. A commit that leaves the workload alone does not change it, so it rebuilds nothing."""
+    commit = _git(context_dir, "log", "-1", "--format=%H", "--", ".")
+    if not commit:
+        raise ValueError(f"cannot read the git state of {context_dir} for the image: no commit touches it")
+    dirty = _git(context_dir, "status", "--porcelain", "--", ".")
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _dockerignore_patterns(context_dir: Path) -> list[str]:
+    ignore_file = context_dir / ".dockerignore"
+    lines = ignore_file.read_text().splitlines() if ignore_file.is_file() else []
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def content_tag(context_dir: Path, dockerfile: Path, build_args: Mapping[str, str], platform: str) -> str:
+    """An image tag that names what the build sees: the Dockerfile, each file .dockerignore lets into the context
+    (path, permission bits, content), the build arguments and the platform.
+
+    These are the inputs pulumi-docker hashes to decide on a rebuild, so whenever it rebuilds, the tag changes
+    too: the immutable repository never sees one tag pushed with different content, and an unchanged context
+    (on any machine with the same checkout) keeps its tag and pushes nothing.
+    """
+    digest = hashlib.sha256(dockerfile.read_bytes())
+    included = build_utils.exclude_paths(str(context_dir), _dockerignore_patterns(context_dir), str(dockerfile))
+    for relative in sorted(included):
+        path = context_dir / relative
+        if path.is_file():
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest.update(f"{relative}\0{stat.filemode(path.stat().st_mode)}\0{content}\0".encode())
+    digest.update(json.dumps({"args": dict(build_args), "platform": platform}, sort_keys=True).encode())
+    return f"ctx-{digest.hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    context_dir: str
+    context_dir: Path
     """Docker build context (the `workload/` project)."""
-    dockerfile: str
-    image_tag: str
-    source_commit: str
-    """The git commit the image is built from: packaged into the wheel, so bundles record it."""
+    dockerfile: Path
+    source_version: str
+    """The git commit the image is built from (`-dirty` for uncommitted changes): packaged into the wheel, so
+    bundles record it."""
     keep_images: int
     """How many images the lifecycle policy keeps; older ones are expired."""
     force_delete: bool
@@ -77,16 +117,18 @@ class Registry(pulumi.ComponentResource):
         credentials = aws.ecr.get_authorization_token_output(
             registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )
+        # The Dockerfile writes GIT_COMMIT into the wheel; EC2 training installs that same wheel.
+        build_args = {"GIT_COMMIT": args.source_version}
+        tag = content_tag(args.context_dir, args.dockerfile, build_args, IMAGE_PLATFORM)
         image = docker.Image(
             f"{name}-image",
             build=docker.DockerBuildArgs(
-                context=args.context_dir,
-                dockerfile=args.dockerfile,
-                platform="linux/amd64",
-                # The Dockerfile writes it into the wheel; EC2 training installs that same wheel.
-                args={"GIT_COMMIT": args.source_commit},
+                context=str(args.context_dir),
+                dockerfile=str(args.dockerfile),
+                platform=IMAGE_PLATFORM,
+                args=build_args,
             ),
-            image_name=repository.repository_url.apply(lambda url: f"{url}:{args.image_tag}"),
+            image_name=repository.repository_url.apply(lambda url: f"{url}:{tag}"),
             registry=docker.RegistryArgs(
                 server=repository.repository_url,
                 username=credentials.user_name,
