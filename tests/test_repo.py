@@ -159,37 +159,56 @@ def test_make_installs_once_and_again_only_when_a_requirement_file_changes(tmp_p
     assert len(make_venv()) == 2
 
 
-# --- GitHub workflows -------------------------------------------------------------------------------------
+# --- GitHub workflows ---------------------------------------------------------------------------------------
+
+ACTIONS = sorted((REPO / ".github" / "actions").glob("*/action.yml"))
+STACK_ACTION = "./.github/actions/pulumi-stack"
+CI_WORKFLOW = "./.github/workflows/ci.yml"
 
 
-def check_workflows(*paths: Path) -> subprocess.CompletedProcess[str]:
+def check_schema(schema: str, *paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(TOOLS / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        [str(TOOLS / "check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
         capture_output=True,
         text=True,
     )
 
 
-def test_workflows_validate_against_the_github_workflow_schema() -> None:
+def composite_action(path: str) -> dict:
+    return yaml.safe_load((REPO / path / "action.yml").read_text())
+
+
+def stack_jobs(document: dict) -> dict[str, dict]:
+    """Each job that previews or updates a stack, with the inputs it gives the shared pulumi-stack action."""
+    return {
+        job_name: step["with"]
+        for job_name, job in document["jobs"].items()
+        for step in job.get("steps", [])
+        if step.get("uses") == STACK_ACTION
+    }
+
+
+def test_workflows_and_actions_validate_against_github_schemas() -> None:
     assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml"]
-    result = check_workflows(*WORKFLOWS)
+    result = check_schema("vendor.github-workflows", *WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [path.parent.name for path in ACTIONS] == ["pulumi-stack"]
+    result = check_schema("vendor.github-actions", *ACTIONS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text("on: push\njobs:\n  test:\n    steps:\n      - run: make test\n")  # no runs-on
-    assert check_workflows(broken).returncode != 0
+    assert check_schema("vendor.github-workflows", broken).returncode != 0
 
 
 def test_every_action_is_pinned_to_a_version() -> None:
-    uses = [
-        step["uses"]
-        for path in WORKFLOWS
-        for job in workflow(path.name)["jobs"].values()
-        for step in job.get("steps", [])
-        if "uses" in step
+    steps = [
+        step for path in WORKFLOWS for job in workflow(path.name)["jobs"].values() for step in job.get("steps", [])
     ]
+    steps += [step for path in ACTIONS for step in yaml.safe_load(path.read_text())["runs"]["steps"]]
+    uses = [step["uses"] for step in steps if "uses" in step and not step["uses"].startswith("./")]
     assert uses
     for action in uses:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", action), action
@@ -197,7 +216,7 @@ def test_every_action_is_pinned_to_a_version() -> None:
 
 def test_ci_runs_the_test_command_with_pip_caching_over_every_requirement_file() -> None:
     document = workflow("ci.yml")
-    assert {"pull_request", "push"} <= set(document["on"])
+    assert "workflow_call" in document["on"]  # the deploy workflow runs it first
     [(_, setup)] = steps_using(document, "actions/setup-python")
     assert setup["with"]["cache"] == "pip"
     assert set(setup["with"]["cache-dependency-path"].split()) == set(REQUIREMENT_FILES)
@@ -209,11 +228,11 @@ def test_deploy_previews_prs_updates_dev_on_main_and_gates_prod() -> None:
     document = workflow("deploy.yml")
     assert {"pull_request", "push", "workflow_dispatch"} <= set(document["on"])
     assert "v*" in document["on"]["push"]["tags"]
-    pulumi_steps = {job_name: step["with"] for job_name, step in steps_using(document, "pulumi/actions")}
-    assert pulumi_steps["preview-dev"]["command"] == "preview"
-    assert pulumi_steps["preview-dev"]["comment-on-pr"] is True
-    assert (pulumi_steps["up-dev"]["command"], pulumi_steps["up-dev"]["stack-name"]) == ("up", "dev")
-    assert (pulumi_steps["up-prod"]["command"], pulumi_steps["up-prod"]["stack-name"]) == ("up", "prod")
+    stacks = stack_jobs(document)
+    assert (stacks["preview-dev"]["command"], stacks["preview-dev"]["stack"]) == ("preview", "dev")
+    assert stacks["preview-dev"]["comment-on-pr"] == "true"
+    assert (stacks["up-dev"]["command"], stacks["up-dev"]["stack"]) == ("up", "dev")
+    assert (stacks["up-prod"]["command"], stacks["up-prod"]["stack"]) == ("up", "prod")
     assert document["jobs"]["up-prod"]["environment"] == "production"
     # A manual dispatch may name any branch: prod must only take main's code that way.
     assert (
@@ -222,13 +241,45 @@ def test_deploy_previews_prs_updates_dev_on_main_and_gates_prod() -> None:
     )
 
 
+def _upstream(jobs: dict[str, dict], job_name: str) -> set[str]:
+    """Every job `job_name` waits for, directly or through other jobs."""
+    needs = jobs[job_name].get("needs", [])
+    direct = {needs} if isinstance(needs, str) else set(needs)
+    return direct.union(*(_upstream(jobs, name) for name in direct))
+
+
+def test_nothing_is_previewed_or_deployed_before_the_tests_pass() -> None:
+    """Fault 7: every job that runs Pulumi, prod included, needs the job that runs the whole test suite (ci.yml),
+    which always runs; and Pulumi runs only through the shared action, never in a job of its own."""
+    jobs = workflow("deploy.yml")["jobs"]
+    test_jobs = {name for name, job in jobs.items() if job.get("uses") == CI_WORKFLOW}
+    assert len(test_jobs) == 1 and "if" not in jobs[next(iter(test_jobs))]
+    pulumi_jobs = stack_jobs(workflow("deploy.yml"))
+    assert {"preview-dev", "up-dev", "up-prod"} <= set(pulumi_jobs)
+    for job_name in pulumi_jobs:
+        assert test_jobs <= _upstream(jobs, job_name), f"{job_name} does not wait for the tests"
+    assert not steps_using(workflow("deploy.yml"), "pulumi/actions"), "Pulumi outside the shared action"
+
+
+def test_every_update_ends_with_the_deployment_check() -> None:
+    """Fault 2: after `pulumi up`, the job fails unless ECS runs the task definition the update deployed."""
+    steps = composite_action(STACK_ACTION)["runs"]["steps"]
+    [pulumi_index] = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions@")]
+    checks = [step for step in steps[pulumi_index + 1 :] if "scripts/check_deployment.py" in step.get("run", "")]
+    assert [step["if"] for step in checks] == ["inputs.command == 'up'"]
+    assert f"steps.{steps[pulumi_index]['id']}.outputs" in checks[0]["env"]["STACK_OUTPUTS"]
+
+
 def test_aws_access_is_oidc_only() -> None:
-    for path in WORKFLOWS:
-        document = workflow(path.name)
+    for path in [*WORKFLOWS, *ACTIONS]:
         assert "aws-access-key-id" not in path.read_text()
-        for job_name, step in steps_using(document, "aws-actions/configure-aws-credentials"):
-            assert step["with"]["role-to-assume"]
-            assert document["jobs"][job_name]["permissions"]["id-token"] == "write"
+    steps = composite_action(STACK_ACTION)["runs"]["steps"]
+    [credentials] = [s for s in steps if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+    assert credentials["with"]["role-to-assume"] == "${{ inputs.role-to-assume }}"
+    document = workflow("deploy.yml")
+    for job_name, inputs in stack_jobs(document).items():
+        assert inputs["role-to-assume"].startswith("${{ vars.AWS_DEPLOY_ROLE_ARN_")
+        assert document["jobs"][job_name]["permissions"]["id-token"] == "write"
 
 
 # --- README facts -----------------------------------------------------------------------------------------
