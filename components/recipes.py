@@ -36,38 +36,41 @@ def role_with_inline_policy(
     return role
 
 
-def tcp_ingress(
-    parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, port: int, **source: pulumi.Input[str]
-) -> aws.vpc.SecurityGroupIngressRule:
-    """Admit TCP on `port` into `group` from `source` (`cidr_ipv4=` or `referenced_security_group_id=`)."""
-    return aws.vpc.SecurityGroupIngressRule(
+def _tcp_rule(
+    rule_type: type[aws.vpc.SecurityGroupIngressRule] | type[aws.vpc.SecurityGroupEgressRule],
+    parent: pulumi.Resource,
+    name: str,
+    group: aws.ec2.SecurityGroup,
+    port: int,
+    peer: dict[str, pulumi.Input[str]],
+) -> pulumi.CustomResource:
+    return rule_type(
         name,
         security_group_id=group.id,
         ip_protocol="tcp",
         from_port=port,
         to_port=port,
-        **source,
+        **peer,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def tcp_ingress(
+    parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, port: int, **source: pulumi.Input[str]
+) -> pulumi.CustomResource:
+    """Admit TCP on `port` into `group` from `source` (`cidr_ipv4=` or `referenced_security_group_id=`)."""
+    return _tcp_rule(aws.vpc.SecurityGroupIngressRule, parent, name, group, port, source)
 
 
 def tcp_egress(
     parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, port: int, **destination: pulumi.Input[str]
-) -> aws.vpc.SecurityGroupEgressRule:
+) -> pulumi.CustomResource:
     """Let `group` open TCP connections on `port` to `destination` (`cidr_ipv4=` or `referenced_security_group_id=`)."""
-    return aws.vpc.SecurityGroupEgressRule(
-        name,
-        security_group_id=group.id,
-        ip_protocol="tcp",
-        from_port=port,
-        to_port=port,
-        **destination,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    return _tcp_rule(aws.vpc.SecurityGroupEgressRule, parent, name, group, port, destination)
 
 
 def https_egress(
     parent: pulumi.Resource, name: str, group: aws.ec2.SecurityGroup, description: str
-) -> aws.vpc.SecurityGroupEgressRule:
+) -> pulumi.CustomResource:
     """HTTPS out to anywhere: AWS APIs (and, for training, the package index) for a group with no other egress."""
     return tcp_egress(parent, name, group, 443, cidr_ipv4="0.0.0.0/0", description=description)
