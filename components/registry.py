@@ -62,6 +62,17 @@ def content_tag(context_dir: Path, dockerfile: Path, build_args: Mapping[str, st
     return f"ctx-{digest.hexdigest()[:32]}"
 
 
+def keep_recent_policy(keep_images: int) -> str:
+    """ECR lifecycle policy: expire every image but the `keep_images` most recent."""
+    rule = {
+        "rulePriority": 1,
+        "description": f"keep the last {keep_images} images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_images},
+        "action": {"type": "expire"},
+    }
+    return json.dumps({"rules": [rule]})
+
+
 @dataclass(frozen=True)
 class RegistryArgs:
     context_dir: Path
@@ -96,22 +107,7 @@ class Registry(pulumi.ComponentResource):
         aws.ecr.LifecyclePolicy(
             f"{name}-keep-recent",
             repository=repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": f"keep the last {args.keep_images} images",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": args.keep_images,
-                            },
-                            "action": {"type": "expire"},
-                        }
-                    ]
-                }
-            ),
+            policy=keep_recent_policy(args.keep_images),
             opts=child,
         )
         credentials = aws.ecr.get_authorization_token_output(

@@ -66,31 +66,7 @@ class DataLake(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.kms_key_arn = None
-        if args.use_kms:
-            key = aws.kms.Key(
-                f"{name}-key",
-                description=f"{name} data lake encryption",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                opts=child,
-            )
-            self.kms_key_arn = key.arn
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms" if args.use_kms else "AES256",
-                        kms_master_key_id=self.kms_key_arn,
-                    ),
-                    # S3 Bucket Keys cut KMS request costs by ~99 %; harmless with AES256.
-                    bucket_key_enabled=args.use_kms,
-                )
-            ],
-            opts=child,
-        )
+        self.kms_key_arn = self._encryption(name, args, bucket)
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
@@ -120,6 +96,36 @@ class DataLake(pulumi.ComponentResource):
         self.register_outputs(
             {"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn, "prefix_uris": self.prefix_uris}
         )
+
+    def _encryption(self, name: str, args: DataLakeArgs, bucket: aws.s3.Bucket) -> pulumi.Output[str] | None:
+        """Default encryption: a rotated customer-managed KMS key (whose ARN this returns) or S3-managed AES-256."""
+        child = pulumi.ResourceOptions(parent=self)
+        key_arn = None
+        if args.use_kms:
+            key = aws.kms.Key(
+                f"{name}-key",
+                description=f"{name} data lake encryption",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                opts=child,
+            )
+            key_arn = key.arn
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms" if args.use_kms else "AES256",
+                        kms_master_key_id=key_arn,
+                    ),
+                    # S3 Bucket Keys cut KMS request costs by ~99 %; harmless with AES256.
+                    bucket_key_enabled=args.use_kms,
+                )
+            ],
+            opts=child,
+        )
+        return key_arn
 
     @staticmethod
     def _cold_storage_rule(
