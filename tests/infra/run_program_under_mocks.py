@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STACKS = ["dev", "prod"]
+# Every stack file in the repository: a new stack is checked as soon as its file exists.
+STACKS = sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in REPO_ROOT.glob("Pulumi.*.yaml"))
 
 
 class Program:
