@@ -194,11 +194,13 @@ def shape_violations(shape: botocore.model.Shape, value: Any, path: str) -> list
 
 
 def _bounds(path: str, size: float, meta: Mapping[str, Any], unit: str) -> list[str]:
+    """`size` (a value, or a length in `unit`) against the shape's min and max."""
     low, high = meta.get("min"), meta.get("max")
+    amount = f"{size} {unit}" if unit else f"{size}"
     if low is not None and size < low:
-        return [f"{path}: {size} {unit} is below AWS's minimum {low}".replace("  ", " ")]
+        return [f"{path}: {amount} is below AWS's minimum {low}"]
     if high is not None and size > high:
-        return [f"{path}: {size} {unit} is above AWS's maximum {high}".replace("  ", " ")]
+        return [f"{path}: {amount} is above AWS's maximum {high}"]
     return []
 
 
@@ -733,7 +735,7 @@ def _container_insights_violations(resources: list[Resource]) -> list[str]:
 
 
 def violations(resources: Iterable[Resource]) -> list[str]:
-    """Every AWS rule the rendered `resources` break; each type in CHECKS must be checked by one of them."""
+    """Every AWS rule the rendered `resources` break (types without an entry in CHECKS are not checked)."""
     resources = list(resources)
     found = [error for resource in resources for error in CHECKS.get(resource["type"], lambda _: [])(resource)]
     return found + _container_insights_violations(resources)
