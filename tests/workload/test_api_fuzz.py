@@ -50,7 +50,7 @@ any_requests = st.tuples(methods, paths, json_bodies | raw_bodies, content_types
 @pytest.fixture(scope="module")
 def app(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle), "MAX_BODY_BYTES": 512, "MAX_BATCH": 8, "MAX_TEXT_CHARS": 200})
-    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
+    assert model_holder(app).load_once(), model_holder(app).reason
     return app
 
 

@@ -46,7 +46,7 @@ def test_find_browser_takes_the_first_name_on_path(tmp_path, installed, expected
 @pytest.fixture(scope="module")
 def page_url(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
-    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
+    assert model_holder(app).load_once(), model_holder(app).reason
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
