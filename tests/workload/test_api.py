@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from workload.bundle.predictor import Prediction
@@ -108,7 +109,12 @@ def test_load_until_ready_keeps_the_worker_alive_and_stops_when_asked(tmp_path):
     gunicorn master kills it after its timeout) and give up when the worker is told to stop."""
     holder = model_holder(create_app({"MODEL_URI": str(tmp_path / "missing"), "MODEL_RETRY_SECONDS": 0.05}))
     beats: list[int] = []
-    assert holder.load_until_ready(keep_going=lambda: len(beats) < 5, heartbeat=lambda: beats.append(1)) is False
+    deadline = time.monotonic() + 10  # a loader that never heartbeats fails here instead of retrying forever
+
+    def keep_going() -> bool:
+        return len(beats) < 5 and time.monotonic() < deadline
+
+    assert holder.load_until_ready(keep_going=keep_going, heartbeat=lambda: beats.append(1)) is False
     assert len(beats) == 5
 
 
