@@ -21,13 +21,12 @@ import http.client
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from serve import quick_bundle, synthetic_reviews
+from serve import quick_bundle, run_benchmark, synthetic_reviews
 from workload.errors import WorkloadError
 from workload_devtools.server_process import ServerProcess
 
@@ -130,8 +129,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except WorkloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_benchmark(main)

@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from workload.errors import WorkloadError
@@ -283,9 +284,15 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_benchmark(main: Callable[[], int]) -> None:
+    """Exit with `main()`'s status; a WorkloadError (no wrk, a server that never got ready) is one `error:` line
+    and status 2, so a benchmark's own verdict can use status 1."""
     try:
         sys.exit(main())
     except WorkloadError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run_benchmark(main)

@@ -18,14 +18,12 @@ import http.client
 import json
 import os
 import socket
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from serve import quick_bundle
-from workload.errors import WorkloadError
+from serve import quick_bundle, run_benchmark
 from workload_devtools.server_process import ServerProcess, get
 
 WORKERS = 2
@@ -133,8 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except WorkloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_benchmark(main)

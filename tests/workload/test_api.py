@@ -244,13 +244,16 @@ def test_unknown_path_is_404_and_wrong_method_is_405(client):
     assert_error(client.delete("/"), 405, "method_not_allowed")
 
 
-def test_an_unexpected_exception_is_a_json_500_without_internals(app):
-    class ExplodingPredictor(KeywordPredictor):
-        def predict(self, texts):
-            if texts == ["explode"]:
-                raise RuntimeError("secret internals")
-            return super().predict(texts)
+class ExplodingPredictor(KeywordPredictor):
+    """Raises an unexpected error for the text "explode" (after passing its self-test)."""
 
+    def predict(self, texts):
+        if texts == ["explode"]:
+            raise RuntimeError("secret internals")
+        return super().predict(texts)
+
+
+def test_an_unexpected_exception_is_a_json_500_without_internals(app):
     model_holder(app).activate(ExplodingPredictor(), load_seconds=0.01)
     response = app.test_client().post("/predict", json={"text": "explode"})
     error = assert_error(response, 500, "internal_error")
@@ -338,13 +341,7 @@ def test_bad_limit_settings_are_a_clear_error():
 
 
 def test_every_response_carries_the_security_headers(app):
-    class Exploding(KeywordPredictor):
-        def predict(self, texts):
-            if texts == ["explode"]:
-                raise RuntimeError("boom")
-            return super().predict(texts)
-
-    model_holder(app).activate(Exploding(), load_seconds=0.01)
+    model_holder(app).activate(ExplodingPredictor(), load_seconds=0.01)
     client = app.test_client()
     responses = [
         client.get("/"),
