@@ -309,7 +309,9 @@ class Demo:
         with self.step("smoke request"):
             self.smoke_request(base_url)
 
-        print(f"\nweb page: {base_url}/\nAPI:      {base_url}/predict   health: {base_url}/health")
+        assert self.server is not None
+        ops_url = self.server.ops_url
+        print(f"\nweb page: {base_url}/\nAPI:      {base_url}/predict\nops:      {ops_url}/health   {ops_url}/metrics")
         if exit_after_smoke:
             return
         print("serving until Ctrl-C ...", flush=True)

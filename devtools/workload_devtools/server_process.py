@@ -28,7 +28,9 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 class ServerProcess:
-    """`with ServerProcess(model_uri) as server: server.wait_ready(); get(server.url + "/health")`."""
+    """`with ServerProcess(model_uri) as server: server.wait_ready(); get(server.url + "/")`.
+
+    `url` is the app port (`/predict`, the page), `ops_url` the ops port (`/health`, `/metrics`, ...)."""
 
     def __init__(
         self,
@@ -41,6 +43,8 @@ class ServerProcess:
         self.model_uri = model_uri
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ops_port = free_loopback_port()
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self._env = dict(os.environ if env is None else env)
         self._python = python
         self._log_path = log_path
@@ -49,7 +53,8 @@ class ServerProcess:
         self.started_at = 0.0
 
     def start(self) -> ServerProcess:
-        command = [self._python, "-m", "workload", "serve", "--model", self.model_uri, "--port", str(self.port)]
+        command = [self._python, "-m", "workload", "serve", "--model", self.model_uri]
+        command += ["--port", str(self.port), "--ops-port", str(self.ops_port)]
         self._log_file = self._log_path.open("wb") if self._log_path else None
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
@@ -62,25 +67,32 @@ class ServerProcess:
         return self
 
     def wait_for(self, path: str, timeout: float = 60.0) -> float:
-        """Poll `path` until it answers 200; returns seconds since start."""
+        """Poll `path` on the ops port until it answers 200; returns seconds since start."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 raise WorkloadError(f"server exited early (code {self.process and self.process.returncode})")
             try:
-                code, body = get(self.url + path, timeout=2)
+                code, body = get(self.ops_url + path, timeout=2)
                 if code == 200:
                     return time.monotonic() - self.started_at
                 last = f"{code} {body[:200]!r}"
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
                 last = str(error)
             time.sleep(0.02)
-        raise WorkloadError(f"{self.url}{path} did not answer 200 within {timeout:.0f}s (last: {last})")
+        raise WorkloadError(f"{self.ops_url}{path} did not answer 200 within {timeout:.0f}s (last: {last})")
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Wait until the service is ready: `/health` answers 200 only once every worker has its model."""
-        return self.wait_for("/health", timeout)
+    def wait_ready(self, timeout: float = 60.0, workers: int = 1) -> float:
+        """Wait until `/health` says at least `workers` workers have their model; returns seconds since start."""
+        deadline = time.monotonic() + timeout
+        while True:
+            elapsed = self.wait_for("/health", max(0.0, deadline - time.monotonic()))
+            if self.health().get("ready_workers", 0) >= workers:
+                return elapsed
+            if time.monotonic() > deadline:
+                raise WorkloadError(f"fewer than {workers} workers became ready within {timeout:.0f}s")
+            time.sleep(0.05)
 
     def worker_pids(self) -> set[int]:
         """The gunicorn workers: the master's child processes (Linux /proc)."""
@@ -96,7 +108,7 @@ class ServerProcess:
         return pids
 
     def health(self) -> dict:
-        return json.loads(get(self.url + "/health")[1])
+        return json.loads(get(self.ops_url + "/health")[1])
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
 from workload.bundle.predictor import Prediction
 from workload.serving.app import create_app, model_holder
 from workload.serving.errors import ERROR_CODES
+from workload.serving.headers import SECURITY_HEADERS, relative_location
+from workload.serving.openapi import openapi_document
+from workload.serving.ops import render_metrics
+from workload.serving.settings import ServeSettings
 
 
 class KeywordPredictor:
@@ -36,16 +41,12 @@ def client(app):
 @pytest.fixture(scope="module")
 def real_client(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
-    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
+    assert model_holder(app).load_once(), model_holder(app).reason
     return app.test_client()
 
 
-def wait_for_first_verdict(holder) -> None:
-    """The first load attempt imports torch (seconds on a busy machine); wait until it has an outcome."""
-    deadline = time.monotonic() + 60
-    while holder.predictor is None and holder.reason == "model is loading":
-        assert time.monotonic() < deadline, "the loader never finished its first attempt"
-        time.sleep(0.05)
+def model_failures(caplog) -> list:
+    return [r for r in caplog.records if r.name == "workload.serving.model" and r.levelname == "ERROR"]
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -79,36 +80,42 @@ def test_predict_batch_with_the_real_bundle(real_client):
     assert body["predictions"][1]["score"] == pytest.approx(single["score"], abs=1e-5)
 
 
-def test_health_is_ready_with_the_real_bundle(real_client):
-    response = real_client.get("/health")
-    assert response.status_code == 200
-    assert response.get_json()["status"] == "ready" and response.get_json()["model_version"]
-
-
 # --- readiness -----------------------------------------------------------------------------------------------
 
 
-def test_health_is_503_with_a_reason_until_a_model_is_ready():
+def test_predict_is_503_without_a_model_and_the_app_port_has_no_operator_paths():
     client = create_app({}).test_client()
-    response = client.get("/health")
-    assert response.status_code == 503
-    assert response.get_json() == {"status": "not_ready", "reason": "model not configured (set MODEL_URI)"}
-    assert client.get("/health/live").status_code == 200
     assert_error(client.post("/predict", json={"text": "fine"}), 503, "not_ready")
+    # /health, /metrics and /openapi.json are on the ops port only (workload.serving.ops): not public.
+    for path in ("/health", "/health/live", "/metrics", "/openapi.json"):
+        assert_error(client.get(path), 404, "not_found")
 
 
-def test_a_missing_bundle_keeps_the_app_not_ready_and_says_why(tmp_path, caplog):
-    app = create_app({"MODEL_URI": str(tmp_path / "no-such-bundle"), "MODEL_RETRY_SECONDS": 0.05})
+def test_a_missing_bundle_keeps_the_app_not_ready_and_logs_why_once(tmp_path, caplog):
+    bundle = tmp_path / "no-such-bundle"
+    app = create_app({"MODEL_URI": str(bundle), "MODEL_RETRY_SECONDS": 0.05})
     holder = model_holder(app)
-    wait_for_first_verdict(holder)
-    time.sleep(0.3)  # a few retries happen meanwhile
-    assert holder.predictor is None
-    response = app.test_client().get("/health")
-    assert response.status_code == 503
-    assert response.get_json()["reason"].startswith("model not ready:")
-    # Retries do not flood the log: one line per distinct failure.
-    failures = [r for r in caplog.records if r.name == "workload.modeling.architectures" and r.levelname == "ERROR"]
-    assert len(failures) == 1 and "\n" not in failures[0].getMessage()
+    assert not any(holder.load_once() for _ in range(3))
+    assert holder.predictor is None and holder.reason.startswith("model not ready:")
+    # Clients get a generic reason; the bundle's location is only in the log, and retries do not flood it.
+    error = assert_error(app.test_client().post("/predict", json={"text": "fine"}), 503, "not_ready")
+    assert error["message"] == "model not ready" and str(tmp_path) not in json.dumps(error)
+    failures = model_failures(caplog)
+    assert len(failures) == 1 and "\n" not in failures[0].getMessage() and str(bundle) in failures[0].getMessage()
+
+
+def test_load_until_ready_keeps_the_worker_alive_and_stops_when_asked(tmp_path):
+    """A worker retries a missing bundle before it accepts connections: it must heartbeat meanwhile (or the
+    gunicorn master kills it after its timeout) and give up when the worker is told to stop."""
+    holder = model_holder(create_app({"MODEL_URI": str(tmp_path / "missing"), "MODEL_RETRY_SECONDS": 0.05}))
+    beats: list[int] = []
+    deadline = time.monotonic() + 10  # a loader that never heartbeats fails here instead of retrying forever
+
+    def keep_going() -> bool:
+        return len(beats) < 5 and time.monotonic() < deadline
+
+    assert holder.load_until_ready(keep_going=keep_going, heartbeat=lambda: beats.append(1)) is False
+    assert len(beats) == 5
 
 
 def test_a_tampered_bundle_is_never_served(tiny_bundle, tmp_path, caplog):
@@ -120,13 +127,10 @@ def test_a_tampered_bundle_is_never_served(tiny_bundle, tmp_path, caplog):
     data[-1] ^= 0xFF  # one flipped byte
     weights.write_bytes(bytes(data))
     app = create_app({"MODEL_URI": str(bundle), "MODEL_RETRY_SECONDS": 0.05})
-    wait_for_first_verdict(model_holder(app))
+    assert not model_holder(app).load_once()
     assert model_holder(app).predictor is None
-    client = app.test_client()
-    assert client.get("/health").status_code == 503
-    assert "model not ready:" in client.get("/health").get_json()["reason"]
-    assert_error(client.post("/predict", json={"text": "The movie was amazing!"}), 503, "not_ready")
-    failures = [r for r in caplog.records if r.name == "workload.modeling.architectures" and r.levelname == "ERROR"]
+    assert_error(app.test_client().post("/predict", json={"text": "The movie was amazing!"}), 503, "not_ready")
+    failures = model_failures(caplog)
     assert len(failures) == 1 and weights.name in failures[0].getMessage()
 
 
@@ -138,21 +142,26 @@ def test_a_model_failing_its_self_test_is_not_activated():
     app = create_app({})
     with pytest.raises(Exception, match="invalid prediction"):
         model_holder(app).activate(BrokenPredictor(), load_seconds=0.1)
-    assert app.test_client().get("/health").status_code == 503
+    assert_error(app.test_client().post("/predict", json={"text": "fine"}), 503, "not_ready")
 
 
-def test_health_is_503_while_sibling_workers_are_still_loading(client, monkeypatch, tmp_path):
-    # Under gunicorn each worker publishes its readiness in the shared metrics directory; here none has.
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monkeypatch.setenv("SERVE_WORKER_COUNT", "2")
-    response = client.get("/health")
-    assert response.status_code == 503
-    assert response.get_json() == {"status": "not_ready", "reason": "2 of 2 workers are still loading the model"}
+@pytest.mark.parametrize("bad_score", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_score_is_never_emitted(app, caplog, bad_score):
+    """A model that passed its self-test can still return NaN for some word (a NaN weight): NaN is not JSON."""
 
+    class NonFiniteForSomeWords(KeywordPredictor):
+        def predict(self, texts):
+            return [
+                Prediction("positive", bad_score) if "cursed" in t else p
+                for t, p in zip(texts, super().predict(texts), strict=True)
+            ]
 
-def test_health_reports_the_version_when_ready(client):
-    assert client.get("/health").get_json() == {"status": "ready", "model_version": "fake-v1"}
-    assert client.get("/health/live").get_json() == {"status": "alive"}
+    model_holder(app).activate(NonFiniteForSomeWords(), load_seconds=0.01)
+    client = app.test_client()
+    assert_error(client.post("/predict", json={"texts": ["amazing", "cursed word"]}), 503, "not_ready")
+    assert client.post("/", data={"text": "cursed"}).status_code == 503
+    assert client.post("/predict", json={"text": "amazing"}).status_code == 200
+    assert any("non-finite" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 # --- /predict contract and error paths ------------------------------------------------------------------------
@@ -232,16 +241,19 @@ def test_unknown_path_is_404_and_wrong_method_is_405(client):
     response = client.get("/predict")
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
-    assert_error(client.delete("/health"), 405, "method_not_allowed")
+    assert_error(client.delete("/"), 405, "method_not_allowed")
+
+
+class ExplodingPredictor(KeywordPredictor):
+    """Raises an unexpected error for the text "explode" (after passing its self-test)."""
+
+    def predict(self, texts):
+        if texts == ["explode"]:
+            raise RuntimeError("secret internals")
+        return super().predict(texts)
 
 
 def test_an_unexpected_exception_is_a_json_500_without_internals(app):
-    class ExplodingPredictor(KeywordPredictor):
-        def predict(self, texts):
-            if texts == ["explode"]:
-                raise RuntimeError("secret internals")
-            return super().predict(texts)
-
     model_holder(app).activate(ExplodingPredictor(), load_seconds=0.01)
     response = app.test_client().post("/predict", json={"text": "explode"})
     error = assert_error(response, 500, "internal_error")
@@ -262,13 +274,13 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_requests_labels_batches_and_latency(client):
-    before = client.get("/metrics").get_data(as_text=True)
+    before = render_metrics()[0].decode()
     client.post("/predict", json={"texts": ["amazing", "meh", "amazing"]})
     client.post("/predict", json={"text": ""})
     client.get("/no/such/path/123")
-    response = client.get("/metrics")
-    assert response.status_code == 200 and response.mimetype == "text/plain"
-    after = response.get_data(as_text=True)
+    body, content_type = render_metrics()
+    assert content_type.startswith("text/plain")
+    after = body.decode()
 
     def delta(name: str, **labels: str) -> float:
         return _sample(after, name, **labels) - _sample(before, name, **labels)
@@ -282,13 +294,14 @@ def test_metrics_count_requests_labels_batches_and_latency(client):
     assert delta("sentiment_batch_size_sum") == 3
     assert delta("sentiment_http_request_duration_seconds_count", endpoint="/predict") == 2
     assert _sample(after, "sentiment_model_load_seconds", version="fake-v1") == pytest.approx(0.01)
-    assert _sample(after, "sentiment_http_requests_in_progress") == 1  # the scrape itself
+    assert _sample(after, "sentiment_model_ready", version="fake-v1") == 1
+    assert _sample(after, "sentiment_http_requests_in_progress") == 0  # scrapes are on the ops port
 
 
-def test_openapi_document_reflects_the_configured_limits(client):
-    document = client.get("/openapi.json").get_json()
+def test_openapi_document_reflects_the_configured_limits():
+    document = openapi_document(ServeSettings.from_mapping({"MAX_BATCH": 3, "MAX_TEXT_CHARS": 50}))
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/predict", "/health", "/health/live", "/metrics", "/openapi.json", "/"}
+    assert set(document["paths"]) == {"/predict", "/"}, "the public app port's paths only"
     schemas = document["components"]["schemas"]
     assert schemas["BatchRequest"]["properties"]["texts"]["maxItems"] == 3
     assert schemas["SingleRequest"]["properties"]["text"]["maxLength"] == 50
@@ -322,3 +335,46 @@ def test_bad_limit_settings_are_a_clear_error():
 
     with pytest.raises(WorkloadError, match="MAX_BATCH must be a positive integer"):
         create_app({"MAX_BATCH": "lots"})
+
+
+# --- security headers, redirects ------------------------------------------------------------------------------
+
+
+def test_every_response_carries_the_security_headers(app):
+    model_holder(app).activate(ExplodingPredictor(), load_seconds=0.01)
+    client = app.test_client()
+    responses = [
+        client.get("/"),
+        client.get("/static/app.js"),
+        client.post("/predict", json={"text": "amazing"}),
+        client.post("/predict", json={"text": ""}),
+        client.get("/nowhere"),
+        client.get("/static//app.js"),  # a redirect
+        client.post("/predict", json={"text": "explode"}),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 422, 404, 308, 500]
+    for response in responses:
+        assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    csp = SECURITY_HEADERS["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+
+
+@pytest.mark.parametrize(("path", "location"), [("/static//app.js", "/static/app.js"), ("//", "/")])
+def test_redirects_never_reflect_the_host_header(client, path, location):
+    """Werkzeug's slash-merging redirect builds an absolute URL from the Host header; a forged Host must not
+    send the browser elsewhere."""
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 308 and response.headers["Location"] == location
+
+
+@pytest.mark.parametrize(
+    ("location", "relative"),
+    [
+        ("http://evil.example/a?b=1", "/a?b=1"),
+        ("http://evil.example//evil.example/x", "/evil.example/x"),
+        ("/\\evil.example", "/evil.example"),
+        ("https://h", "/"),
+    ],
+)
+def test_relative_location_never_names_another_host(location, relative):
+    assert relative_location(location) == relative

@@ -32,7 +32,9 @@ def test_dockerfile_builds_the_image_the_platform_expects():
     assert "--index-url https://download.pytorch.org/whl/cpu" in text and "torch==2.13.0" in text
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", final, flags=re.MULTILINE), "final stage runs as non-root"
     assert re.search(r"^EXPOSE\s+8080\b", final, flags=re.MULTILINE)
-    assert re.search(r"^HEALTHCHECK .*\n?.*/health\b", final, flags=re.MULTILINE)
+    assert re.search(r"^EXPOSE\s+8081\b", final, flags=re.MULTILINE), "the ops port"
+    # Liveness on the ops port: the app port's workers may all be busy, and /health (readiness) is the ALB's.
+    assert re.search(r"^HEALTHCHECK .*\n?.*127\.0\.0\.1:8081/health/live\b", final, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["python", "-m", "workload", "serve"]' in final
     assert "COPY --from=builder /opt/dist /opt/dist" in final, "the wheel ships in the image for EC2 training"
     assert re.search(r"/opt/dist/\*\.whl.*pip install .*\[serve\]", text), "the image installs the very wheel it ships"

@@ -46,7 +46,7 @@ def test_find_browser_takes_the_first_name_on_path(tmp_path, installed, expected
 @pytest.fixture(scope="module")
 def page_url(tiny_bundle):
     app = create_app({"MODEL_URI": str(tiny_bundle)})
-    assert model_holder(app).wait_until_ready(timeout=60), model_holder(app).reason
+    assert model_holder(app).load_once(), model_holder(app).reason
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -68,10 +68,20 @@ def browser():
         browser.close()
 
 
+def csp_violations(page) -> list[str]:
+    """Console messages about the Content-Security-Policy, collected from now on (a blocked inline script or
+    style, or a fetch to another origin, shows up here)."""
+    violations: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
+    return violations
+
+
 @pytest.mark.integration
 def test_typing_a_review_shows_label_and_score(browser, page_url, tmp_path):
     page = browser.new_page()
-    page.goto(page_url)
+    violations = csp_violations(page)
+    response = page.goto(page_url)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     page.fill("#review-text", "The movie was amazing!")
     with page.expect_response(lambda r: r.url.endswith("/predict") and r.status == 200):
         page.click("#submit")
@@ -79,6 +89,8 @@ def test_typing_a_review_shows_label_and_score(browser, page_url, tmp_path):
     assert page.inner_text("#label") == "positive"
     assert 0.5 < float(page.inner_text("#score")) <= 1.0
     assert page.url == page_url, "with JS on the page classifies in place, without a form POST"
+    assert page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth") != "none", "style.css applies"
+    assert violations == [], "the page must work under its strict CSP"
     screenshot = tmp_path / "page-js.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"screenshot (JS on): {screenshot}")
@@ -89,6 +101,7 @@ def test_typing_a_review_shows_label_and_score(browser, page_url, tmp_path):
 def test_the_form_works_with_javascript_off(browser, page_url, tmp_path):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
+    violations = csp_violations(page)
     page.goto(page_url)
     page.fill("#review-text", "A dull, boring waste of two hours.")
     with page.expect_navigation():
@@ -96,6 +109,7 @@ def test_the_form_works_with_javascript_off(browser, page_url, tmp_path):
     assert page.inner_text("#label") == "negative"
     assert 0.0 <= float(page.inner_text("#score")) < 0.5
     assert page.input_value("#review-text") == "A dull, boring waste of two hours."
+    assert violations == [], "the page (and its form-action) must work under its strict CSP"
     screenshot = tmp_path / "page-no-js.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"screenshot (JS off): {screenshot}")

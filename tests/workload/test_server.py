@@ -14,6 +14,7 @@ from workload.cli import SDK_LOGGERS
 from workload.errors import WorkloadError
 from workload.logs import logconfig_dict
 from workload.serving import server
+from workload_devtools.ports import free_loopback_port
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -25,7 +26,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def test_serve_arguments_and_environment():
     args = parse(["--model", "s3://bucket/models/v1", "--port", "9000"])
     env = server.server_environment(args, base={"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "MODEL_URI": "s3://bucket/models/v1", "GUNICORN_BIND": "127.0.0.1:9000"}
+    assert env == {
+        "PATH": "/bin",
+        "MODEL_URI": "s3://bucket/models/v1",
+        "GUNICORN_BIND": "127.0.0.1:9000",
+        "OPS_PORT": "8081",
+    }
     assert server.server_environment(parse(["--model", "m", "--host", "::1"]), base={})["GUNICORN_BIND"] == "[::1]:8080"
 
 
@@ -38,7 +44,13 @@ def test_model_defaults_to_the_model_uri_environment_variable(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"), [(["--model", "m", "--port", "0"], "--port"), (["--model", ""], "--model")]
+    ("argv", "message"),
+    [
+        (["--model", "m", "--port", "0"], "--port"),
+        (["--model", "m", "--ops-port", "70000"], "--ops-port"),
+        (["--model", "m", "--port", "9000", "--ops-port", "9000"], "must differ"),
+        (["--model", ""], "--model"),
+    ],
 )
 def test_bad_arguments_are_a_clear_error(argv, message):
     with pytest.raises(WorkloadError, match=message):
@@ -53,13 +65,22 @@ def test_bad_limits_fail_before_gunicorn_starts(monkeypatch):
 
 def test_the_master_side_imports_neither_torch_nor_prometheus(tmp_path):
     """The CLI module and gunicorn.conf.py run in the gunicorn master: no torch (fork safety), and no
-    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set."""
+    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set; starting the ops port (`when_ready`) imports
+    neither torch nor Flask."""
     probe = f"""
-import json, os, runpy, sys
+import json, logging, os, runpy, sys, types, urllib.request
 import workload.serving.server
 config = runpy.run_path({str(server.GUNICORN_CONF)!r})
+heavy = ("torch", "prometheus_client", "flask", "workload.serving.app")
+at_import = sorted(m for m in heavy if m in sys.modules)
+master = types.SimpleNamespace(cfg=types.SimpleNamespace(address=[("127.0.0.1", 1234)]), log=logging.getLogger())
+config["when_ready"](master)
+port = master.ops_server.server_address[1]
+live = urllib.request.urlopen(f"http://127.0.0.1:{{port}}/health/live", timeout=10).read().decode()
 print(json.dumps({{
-    "heavy": sorted(m for m in ("torch", "prometheus_client", "flask", "workload.serving.app") if m in sys.modules),
+    "heavy": at_import,
+    "heavy_with_ops_port": sorted(m for m in ("torch", "flask", "workload.serving.app") if m in sys.modules),
+    "live": live,
     "metrics_dir": os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]),
     "omp": os.environ["OMP_NUM_THREADS"],
     "workers": config["workers"],
@@ -70,11 +91,14 @@ print(json.dumps({{
 config["on_exit"](None)
 """
     env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "GUNICORN_BIND": "127.0.0.1:1234", "HOME": str(tmp_path)}
+    env["OPS_PORT"] = str(free_loopback_port())
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts == {
         "heavy": [],
+        "heavy_with_ops_port": [],
+        "live": '{"status": "alive"}',
         "metrics_dir": True,
         "omp": "1",
         "workers": 3,
@@ -82,27 +106,6 @@ config["on_exit"](None)
         "worker_class": "sync",
         "bind": ["127.0.0.1:1234"],
     }
-
-
-@pytest.mark.parametrize(("cmd_args", "expected"), [(None, "3"), ("-w 1", "1")])
-def test_workers_learn_the_worker_count_gunicorn_runs(tmp_path, cmd_args, expected):
-    """`/health` waits for SERVE_WORKER_COUNT workers: it must be the count after `-w`/GUNICORN_CMD_ARGS, which
-    gunicorn applies after running the config file, or the service would wait for workers that never start."""
-    probe = f"""
-import os, sys, types
-from gunicorn.app.wsgiapp import WSGIApplication
-sys.argv = ["gunicorn", "--config", {str(server.GUNICORN_CONF)!r}]
-app = WSGIApplication()  # reads the settings exactly as the `gunicorn` command does; starts nothing
-app.cfg.on_starting(types.SimpleNamespace(cfg=app.cfg))  # what the master calls before forking workers
-print(app.cfg.workers, os.environ["SERVE_WORKER_COUNT"])
-app.cfg.on_exit(None)
-"""
-    env = {"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": "3", "HOME": str(tmp_path)}
-    if cmd_args:
-        env["GUNICORN_CMD_ARGS"] = cmd_args
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [expected, expected]
 
 
 def test_gunicorn_log_config_keeps_the_aws_sdk_quiet():

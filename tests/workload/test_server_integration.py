@@ -1,16 +1,19 @@
 """Real gunicorn on a free loopback port, serving `tiny_bundle` from S3 (moto_server via EmbeddedS3).
 
 One server for the module (starting gunicorn + torch costs seconds): the fixture starts it before the bundle
-exists in S3, so readiness must go 503 -> 200 once the bundle is uploaded; the tests then exercise the API,
-the multi-worker metrics, worker replacement, the OpenAPI contract, and finally a graceful SIGTERM.
+exists in S3, so readiness (on the ops port) must go 503 -> 200 once the bundle is uploaded; the tests then
+exercise the API, the multi-worker metrics, health while every worker is busy, worker replacement under load,
+malformed chunked bodies over raw sockets, the OpenAPI contract, and finally a graceful SIGTERM.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +55,8 @@ def upload_bundle(s3: EmbeddedS3, bundle: Path, uri: str) -> None:
         client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(bundle).as_posix()}")
 
 
-def metric(url: str, name: str, timeout: float = 10, **labels: str) -> float:
-    text = requests.get(url + "/metrics", timeout=timeout).text
+def metric(ops_url: str, name: str, timeout: float = 10, **labels: str) -> float:
+    text = requests.get(ops_url + "/metrics", timeout=timeout).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -72,28 +75,50 @@ def live(tiny_bundle, tmp_path_factory):
         env.update({"MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache"))})
         with ServerProcess(MODEL_URI, env=env, log_path=log) as server:
             server.wait_for("/health/live", timeout=60)
-            # Until the first fetch attempt fails the reason is "model is loading"; wait for the failure.
+            # Wait for the workers' first fetch attempts to fail (they log it), then ask for readiness.
             deadline = time.monotonic() + 60
-            while json.loads((health := get(server.url + "/health"))[1])["reason"] == "model is loading":
-                assert time.monotonic() < deadline, "the loader never reported the missing bundle"
+            while log.read_text().count("model not ready") < WORKERS:
+                assert time.monotonic() < deadline, "the workers never reported the missing bundle"
                 time.sleep(0.1)
-            status, body = health
+            status, body = get(server.ops_url + "/health")
             upload_bundle(s3, tiny_bundle, MODEL_URI)
             uploaded = time.monotonic()
-            server.wait_ready(timeout=60)
+            server.wait_ready(timeout=60, workers=WORKERS)
             yield LiveServer(server, log, (status, json.loads(body)), time.monotonic() - uploaded)
 
 
 def test_health_is_503_until_the_bundle_exists_then_200(live, tiny_bundle):
     status, body = live.health_before_upload
-    assert status == 503 and body["status"] == "not_ready" and body["reason"].startswith("model not ready:")
+    # Generic to clients (no bucket or key); the details are in the workers' log lines.
+    assert (status, body) == (503, {"status": "not_ready", "reason": "model not ready"})
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert live.server.health() == {"status": "ready", "model_version": manifest["version"]}
-    assert requests.get(live.url + "/health/live", timeout=5).json() == {"status": "alive"}
-    # The missing bundle was logged once per worker, not once per retry, as one JSON line each.
+    assert live.server.health() == {"status": "ready", "model_version": manifest["version"], "ready_workers": WORKERS}
+    assert requests.get(live.server.ops_url + "/health/live", timeout=5).json() == {"status": "alive"}
+    # The missing bundle was logged once per worker, not once per retry, as one JSON line each, with its URI.
     failures = [json.loads(line) for line in live.log.read_text().splitlines() if "model not ready" in line]
-    assert 1 <= len(failures) <= WORKERS, failures
-    assert all(entry["level"] == "ERROR" for entry in failures)
+    assert len(failures) == WORKERS, failures
+    assert all(entry["level"] == "ERROR" and MODEL_URI in entry["message"] for entry in failures)
+
+
+def test_operator_paths_are_only_on_the_ops_port(live):
+    ops = live.server.ops_url
+    for path in ("/health", "/health/live", "/metrics", "/openapi.json"):
+        assert requests.get(live.url + path, timeout=5).status_code == 404, path
+        response = requests.get(ops + path, timeout=5)
+        assert response.status_code == 200, path
+        assert (
+            response.headers["X-Frame-Options"] == "DENY"
+            and "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        )
+    assert requests.get(ops + "/predict", timeout=5).status_code == 404
+
+
+def test_a_forged_host_is_not_reflected_into_redirects(live):
+    response = requests.get(
+        live.url + "/static//app.js", headers={"Host": "evil.example"}, allow_redirects=False, timeout=5
+    )
+    assert response.status_code == 308 and response.headers["Location"] == "/static/app.js"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_predict_single_and_batch(live):
@@ -109,46 +134,128 @@ def test_predict_single_and_batch(live):
 
 
 def test_metrics_aggregate_all_workers(live):
-    before = metric(live.url, "sentiment_http_requests_total", endpoint="/predict", status="200")
-    negative_before = metric(live.url, "sentiment_predictions_total", label="negative")
+    ops = live.server.ops_url
+    before = metric(ops, "sentiment_http_requests_total", endpoint="/predict", status="200")
+    negative_before = metric(ops, "sentiment_predictions_total", label="negative")
     n = 40
     for _ in range(n):
         # Sync workers close each connection, so the requests spread over the workers.
         response = requests.post(live.url + "/predict", json={"text": "A dull, boring waste of two hours."})
         assert response.status_code == 200
-    assert metric(live.url, "sentiment_http_requests_total", endpoint="/predict", status="200") - before == n
-    assert metric(live.url, "sentiment_predictions_total", label="negative") - negative_before == n
-    assert metric(live.url, "sentiment_http_request_duration_seconds_count", endpoint="/predict") >= n
-    assert metric(live.url, "sentiment_model_ready") == WORKERS
-    assert metric(live.url, "sentiment_model_load_seconds") > 0
+    assert metric(ops, "sentiment_http_requests_total", endpoint="/predict", status="200") - before == n
+    assert metric(ops, "sentiment_predictions_total", label="negative") - negative_before == n
+    assert metric(ops, "sentiment_http_request_duration_seconds_count", endpoint="/predict") >= n
+    assert metric(ops, "sentiment_model_ready") == WORKERS
+    assert metric(ops, "sentiment_model_load_seconds") > 0
 
 
-def test_a_killed_worker_is_replaced_and_the_service_recovers(live):
+def send_raw(port: int, request: bytes, timeout: float = 30) -> bytes:
+    """Send `request` bytes on a new connection, half-close, and return everything the server answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+CHUNKED_HEAD = (
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"zz\r\n{}\r\n0\r\n\r\n",  # a chunk size that is not hex
+        b"2\r\n{}XX0\r\n\r\n",  # the CRLF after the chunk data is missing
+        b"2\r\n{}\r\n0\r\n" + b"X-Trailer: " + b"a" * 70_000 + b"\r\n\r\n",  # an oversized trailer
+        b"2\r\n{}\r\n0\r\nbad trailer line\r\n\r\n",  # a trailer that is not a header
+        b"10\r\n{}",  # the body ends inside a chunk
+    ],
+)
+def test_malformed_chunked_bodies_are_400_without_a_traceback(live, framing):
+    response = send_raw(live.server.port, CHUNKED_HEAD + framing)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), response[:300]
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert "Traceback" not in live.log.read_text()
+
+
+def test_health_answers_while_every_worker_is_busy(live):
+    """A sync worker holds one request at a time; with every worker inside a request, the ops port (served by
+    the master) still answers at once, while the app port waits."""
+    body = json.dumps({"text": "The movie was amazing!"}).encode()
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sockets = [socket.create_connection(("127.0.0.1", live.server.port), timeout=30) for _ in range(WORKERS)]
+    try:
+        for sock in sockets:
+            sock.sendall(head + body[:5])  # half a request: the worker that accepts it waits for the rest
+        deadline = time.monotonic() + 30
+        while metric(live.server.ops_url, "sentiment_http_requests_in_progress") < WORKERS:
+            assert time.monotonic() < deadline, "the half-sent requests never reached the workers"
+            time.sleep(0.05)
+        with pytest.raises(requests.Timeout):
+            requests.get(live.url + "/", timeout=1)
+        started = time.monotonic()
+        assert requests.get(live.server.ops_url + "/health", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_killed_workers_replacement_takes_no_request_before_its_model_is_ready(live):
+    """SIGKILL a worker while clients send requests: its replacement loads the model before it accepts, so no
+    request gets a 503; only the one request the killed worker was inside may be cut."""
     workers = live.server.worker_pids()
     assert len(workers) == WORKERS
-    victim = min(workers)
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while live.server.worker_pids() == workers or len(live.server.worker_pids()) < WORKERS:
-        assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
-        time.sleep(0.1)
-    assert victim not in live.server.worker_pids()
-    live.server.wait_ready(timeout=60)
+    outcomes: collections.Counter[object] = collections.Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                outcomes[requests.post(live.url + "/predict", json={"text": "Wonderful!"}, timeout=30).status_code] += 1
+            except requests.ConnectionError:
+                outcomes["connection_error"] += 1
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while victim in (pids := live.server.worker_pids()) or len(pids) < WORKERS:
+            assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+            time.sleep(0.05)
+        live.server.wait_ready(timeout=60, workers=WORKERS)
+        time.sleep(0.5)  # requests reach the new worker too
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
     # The dead worker's live gauge was dropped (child_exit -> mark_process_dead), so readiness sums right.
-    assert metric(live.url, "sentiment_model_ready") == WORKERS
-    for _ in range(10):
-        assert requests.post(live.url + "/predict", json={"text": "Wonderful!"}, timeout=10).status_code == 200
+    assert metric(live.server.ops_url, "sentiment_model_ready") == WORKERS
+    assert outcomes[200] > 0 and outcomes["connection_error"] <= 1, outcomes
+    assert set(outcomes) <= {200, "connection_error"}, outcomes
 
 
 def test_the_live_server_matches_its_openapi_document(live):
-    schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
+    schema = schemathesis.openapi.from_url(live.server.ops_url + "/openapi.json")
     strategy = schema.as_strategy(GenerationMode.POSITIVE) | schema.as_strategy(GenerationMode.NEGATIVE)
     calls = []
 
     @settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def check(case):
-        calls.append(case.call_and_validate(timeout=10).status_code)
+        calls.append(case.call_and_validate(base_url=live.url, timeout=10).status_code)
 
     check()
     print(f"schemathesis: {len(calls)} live calls, statuses {sorted(set(calls))}")
@@ -164,17 +271,10 @@ def test_sigterm_lets_an_in_flight_request_finish(live):
     ).encode()
     with socket.create_connection(("127.0.0.1", live.server.port), timeout=30) as sock:
         sock.sendall(head + body[:10])
-        # Wait until a worker is inside the request, blocked on the rest of the body (the scrape counts itself).
-        # That sync worker accepts nothing else meanwhile, so the scrapes reach the other one; the short timeout
-        # only keeps one stalled scrape from eating the deadline.
+        # Wait until a worker is inside the request, blocked on the rest of the body (scrapes are on the ops port).
         deadline = time.monotonic() + 30
-        while True:
+        while metric(live.server.ops_url, "sentiment_http_requests_in_progress") < 1:
             assert time.monotonic() < deadline, "the half-sent request never reached a worker"
-            try:
-                if metric(live.url, "sentiment_http_requests_in_progress", timeout=1) >= 2:
-                    break
-            except requests.Timeout:
-                pass
             time.sleep(0.05)
         live.server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -186,5 +286,6 @@ def test_sigterm_lets_an_in_flight_request_finish(live):
     assert status_line.startswith(b"HTTP/1.1 200"), response[:500]
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["label"] == "positive"
     assert live.server.process.wait(timeout=30) == 0
-    with pytest.raises(requests.ConnectionError):
-        requests.get(live.url + "/health/live", timeout=2)
+    for url in (live.url + "/", live.server.ops_url + "/health/live"):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=2)

@@ -2,8 +2,8 @@
 hooks and JSON error handlers.
 
 `create_app()` reads its settings from the environment (see `workload.serving.settings`); `config` overrides them
-with the same keys (`MODEL_URI`, `MAX_BATCH`, ...). It starts loading the model in a background thread, so
-call it in the process that serves (gunicorn loads the app in each worker, after fork).
+with the same keys (`MODEL_URI`, `MAX_BATCH`, ...). It does not load the model: the server loads it before
+accepting connections (`model_holder(app).load_until_ready()`, gunicorn.conf.py's `post_worker_init`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import time
 from collections.abc import Mapping
 
 from flask import Flask, Response, g, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
+from workload.errors import first_line
 from workload.serving import metrics
 from workload.serving.errors import HTTP_ERROR_CODES, ApiError
+from workload.serving.headers import SECURITY_HEADERS, relative_location
 from workload.serving.model_state import ModelHolder
-from workload.serving.openapi import openapi_document
-from workload.serving.routes import OPENAPI_KEY, SETTINGS_KEY, routes
+from workload.serving.routes import SETTINGS_KEY, routes
 from workload.serving.settings import ServeSettings
 
 log = logging.getLogger("workload.api")
@@ -38,12 +40,18 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.json.sort_keys = False
     holder = ModelHolder(settings)
     app.extensions.update({ModelHolder.EXTENSION_KEY: holder, SETTINGS_KEY: settings})
-    app.extensions[OPENAPI_KEY] = openapi_document(settings)
     _install_metrics_hooks(app)
+    app.after_request(_secure)
     _install_error_handlers(app)
     app.register_blueprint(routes)
-    holder.start_loading()
     return app
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    if "Location" in response.headers:
+        response.headers["Location"] = relative_location(response.headers["Location"])
+    return response
 
 
 def _install_metrics_hooks(app: Flask) -> None:
@@ -80,6 +88,15 @@ def _install_error_handlers(app: Flask) -> None:
         response.set_data(json.dumps({"error": {"code": code, "message": error.description or error.name}}))
         response.content_type = "application/json"
         return response
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def unreadable_body(error: Exception) -> tuple[Response, int]:
+        # gunicorn raises its own errors through wsgi.input while the app reads a malformed body (a bad chunk
+        # size, a missing CRLF, a body cut short): the client's fault, so 400 and no traceback.
+        log.info("unreadable request body on %s %s: %s", request.method, request.path, first_line(error))
+        message = f"request body is malformed: {first_line(error)}"
+        return jsonify(ApiError(400, "bad_request", message).to_json()), 400
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:

@@ -2,7 +2,8 @@
 
 This file runs in the gunicorn master, which must never import torch: the app (and with it the model) is
 loaded in each worker after fork (`preload_app = False`), because forking after torch has started its thread
-pools deadlocks.
+pools deadlocks. Each worker loads its model before its accept loop (`post_worker_init`), and the master serves
+the ops port (`/health`, `/metrics`, ...; `workload.serving.ops`) from a thread started in `when_ready`.
 """
 
 import os
@@ -26,8 +27,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 wsgi_app = "workload.serving.app:create_app()"
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
+# The ops port, on the app's host (see `when_ready`).
+_ops_port = int(os.environ.get("OPS_PORT", "8081"))
 # Inference is CPU-bound and single-threaded per worker: one worker per core, and at least two so that a
-# long batch on one worker never leaves the health check waiting. Each worker holds its own model copy.
+# restarted worker never leaves the service without a ready one. Each worker holds its own model copy.
 # The default only: `-w` and GUNICORN_CMD_ARGS override it after this file has run (see `on_starting`).
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
 # sync workers: inference is CPU-bound, so a worker serves one request at a time and accepts a connection only
@@ -52,10 +55,38 @@ logger_class = "workload.serving.access_log.JsonAccessLogger"
 logconfig_dict = _logconfig_dict(os.environ.get("LOG_LEVEL", "INFO").upper())
 
 
-def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
-    # Workers read this to answer /health for the whole service (see model_state.workers_still_loading).
-    # From the final settings, not `workers` above: runs in the master before any worker forks, so all inherit it.
-    os.environ["SERVE_WORKER_COUNT"] = str(server.cfg.workers)
+def when_ready(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Before the first worker forks, in the master, which serves the ops port for the lifetime of the server.
+    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set; neither module imports Flask or torch.
+    from workload.serving.openapi import openapi_document
+    from workload.serving.ops import OpsServer, ready_workers
+    from workload.serving.settings import ServeSettings
+
+    address = server.cfg.address[0]
+    host = address[0] if isinstance(address, tuple) else "127.0.0.1"  # a unix-socket app: ops on loopback
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    try:
+        server.ops_server = OpsServer(
+            (host, _ops_port), lambda: ready_workers(directory), openapi_document(ServeSettings.from_mapping())
+        ).start()
+    except OSError as error:
+        server.log.error("cannot serve the ops port on %s:%s: %s", host, _ops_port, error)
+        raise SystemExit(1) from None
+    server.log.info("ops port (/health, /health/live, /metrics, /openapi.json) at http://%s:%s", host, _ops_port)
+
+
+def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # The worker inherited the ops listening socket with the fork; only the master serves it.
+    server.ops_server.socket.close()
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Load (and self-test) the model before this worker's accept loop: until then it takes no connection, so
+    # a worker that replaces a killed one never answers 503. The heartbeat keeps the master from timing it out
+    # while a missing bundle is retried; a SIGTERM (worker.alive False) ends the retries.
+    from workload.serving.app import model_holder
+
+    model_holder(worker.wsgi).load_until_ready(keep_going=lambda: worker.alive, heartbeat=worker.notify)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
@@ -66,5 +97,7 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
 
 
 def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    if getattr(server, "ops_server", None) is not None:
+        server.ops_server.stop()
     if _metrics_dir_is_ours:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -1,25 +1,15 @@
 """Prometheus metrics for the API.
 
 Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` is set (by gunicorn.conf.py) before this module is imported, so
-every worker writes its values to mmap files there and `/metrics` aggregates all workers. Without it (Flask
-test client, `flask run`) the default single-process registry is used.
+every worker writes its values to mmap files there and the ops port's `/metrics` (in the gunicorn master)
+aggregates all workers. Without it (Flask test client, `flask run`) the default single-process registry is used.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from workload.serving.ops import MODEL_READY_METRIC
 
 REQUESTS = Counter("sentiment_http_requests_total", "HTTP requests by endpoint and status", ["endpoint", "status"])
 # Buckets focus on the millisecond range the service is built for, with a tail for slow batches.
@@ -44,27 +34,8 @@ MODEL_LOAD_SECONDS = Gauge(
     ["version"],
     multiprocess_mode="max",
 )
-MODEL_READY = Gauge("sentiment_model_ready", "1 in each worker whose model is ready", multiprocess_mode="livesum")
-
-
-def ready_worker_count() -> int | None:
-    """Live workers whose model is ready, summed from the shared files; None outside multiprocess mode.
-
-    Reads only the live-sum gauge files, so `/health` stays cheap."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return None
-    files = [str(path) for path in Path(directory).glob("gauge_livesum_*.db")]
-    for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=False):
-        if metric.name == "sentiment_model_ready":
-            return int(sum(sample.value for sample in metric.samples))
-    return 0
-
-
-def render() -> tuple[bytes, str]:
-    """The exposition text for `/metrics` and its content type."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+# Live-sum: a dead worker's file is dropped in child_exit, so the sum counts ready live workers (the ops port's
+# `/health`, which reads it by name; the version label tells it what they serve).
+MODEL_READY = Gauge(
+    MODEL_READY_METRIC, "1 in each worker whose model is ready", ["version"], multiprocess_mode="livesum"
+)

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.0 description served at `/openapi.json`, built from the live limits so it never goes stale."""
+"""The OpenAPI 3.0 description of the app port (`/predict`, the page), built from the live limits so it never goes
+stale. The ops port serves it at `/openapi.json`; its own paths are operator-only and documented in docs/serving.md."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def _html(description: str) -> dict[str, Any]:
 
 
 def openapi_document(settings: ServeSettings) -> dict[str, Any]:
-    # A review must contain something other than whitespace; "\S" says so for schema-driven clients.
-    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_chars, "pattern": r"\S"}
+    # A review must contain something other than whitespace, as Python's str.strip() sees it: that is the
+    # ECMA regex \s plus the separators U+001C-U+001F and U+0085, which \S alone would let through.
+    not_only_space = r"[^\s\x1c-\x1f\x85]"
+    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_chars, "pattern": not_only_space}
     label = {"type": "string", "enum": ["positive", "negative"]}
     score = {"type": "number", "minimum": 0, "maximum": 1, "description": "P(positive)"}
     return {
@@ -69,43 +72,6 @@ def openapi_document(settings: ServeSettings) -> dict[str, Any]:
                         "415": _error("Content-Type is not application/json"),
                         "422": _error("Body does not match the schema"),
                         "503": _error("Model not loaded yet"),
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Readiness: model loaded, verified and self-tested",
-                    "responses": {
-                        "200": _json("#/components/schemas/Health", "Ready"),
-                        "503": _json("#/components/schemas/Health", "Not ready, with the reason"),
-                    },
-                }
-            },
-            "/health/live": {
-                "get": {
-                    "summary": "Liveness",
-                    "responses": {"200": _json("#/components/schemas/Live", "The process answers")},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics (all workers)",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.0 document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
                     },
                 }
             },
@@ -163,20 +129,6 @@ def openapi_document(settings: ServeSettings) -> dict[str, Any]:
                         "model_version": {"type": "string"},
                     },
                     "required": ["predictions", "model_version"],
-                },
-                "Health": {
-                    "type": "object",
-                    "properties": {
-                        "status": {"type": "string", "enum": ["ready", "not_ready"]},
-                        "model_version": {"type": "string"},
-                        "reason": {"type": "string"},
-                    },
-                    "required": ["status"],
-                },
-                "Live": {
-                    "type": "object",
-                    "properties": {"status": {"type": "string", "enum": ["alive"]}},
-                    "required": ["status"],
                 },
                 "Error": {
                     "type": "object",

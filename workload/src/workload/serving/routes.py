@@ -1,8 +1,11 @@
-"""The API's routes as a Blueprint: `/predict`, the web page, health, metrics and the OpenAPI document."""
+"""The API's routes as a Blueprint: `/predict` and the web page (health, metrics and the OpenAPI document are on
+the ops port, `workload.serving.ops`)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
@@ -10,12 +13,14 @@ from workload.bundle.predictor import Prediction
 from workload.errors import first_line
 from workload.serving import metrics
 from workload.serving.errors import ApiError
-from workload.serving.model_state import ModelHolder, workers_still_loading
+from workload.serving.model_state import ModelHolder
+from workload.serving.ops import NOT_READY_REASON
 from workload.serving.schemas import PredictRequest, parse_predict_request
 from workload.serving.settings import ServeSettings
 
 SETTINGS_KEY = "serve_settings"
-OPENAPI_KEY = "openapi_document"
+
+log = logging.getLogger("workload.api")
 
 routes = Blueprint("api", __name__)
 
@@ -32,8 +37,13 @@ def predict_texts(parsed: PredictRequest) -> tuple[str, list[Prediction]]:
     holder = _holder()
     predictor = holder.predictor
     if predictor is None:
-        raise ApiError(503, "not_ready", holder.reason)
+        log.warning("answered 503: %s", holder.reason)
+        raise ApiError(503, "not_ready", NOT_READY_REASON)
     predictions = predictor.predict(parsed.texts)
+    if not all(math.isfinite(prediction.score) for prediction in predictions):
+        # NaN is not JSON, and no client can act on it: the model is broken for this input, so say not ready.
+        log.error("model %s returned a non-finite score; answered 503", predictor.version)
+        raise ApiError(503, "not_ready", NOT_READY_REASON)
     metrics.BATCH_SIZE.observe(len(parsed.texts))
     for prediction in predictions:
         metrics.PREDICTIONS.labels(prediction.label).inc()
@@ -71,32 +81,6 @@ def page() -> tuple[str, int]:
         ), error.status
     result = {"label": predictions[0].label, "score": float(predictions[0].score), "model_version": version}
     return render_template("index.html", text=text, result=result, error=None, settings=settings), 200
-
-
-@routes.get("/health")
-def health() -> tuple[Response, int]:
-    holder = _holder()
-    predictor = holder.predictor
-    reason = holder.reason if predictor is None else workers_still_loading()
-    if predictor is None or reason is not None:
-        return jsonify(status="not_ready", reason=reason), 503
-    return jsonify(status="ready", model_version=predictor.version), 200
-
-
-@routes.get("/health/live")
-def live() -> Response:
-    return jsonify(status="alive")
-
-
-@routes.get("/metrics")
-def metrics_endpoint() -> Response:
-    body, content_type = metrics.render()
-    return Response(body, content_type=content_type)
-
-
-@routes.get("/openapi.json")
-def openapi() -> Response:
-    return jsonify(current_app.extensions[OPENAPI_KEY])
 
 
 def _json_body() -> object:

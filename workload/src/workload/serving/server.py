@@ -25,20 +25,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=model_from_env,
         help="model bundle URI: a local path or s3://bucket/prefix (default: $MODEL_URI)",
     )
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port of the API and the page (default 8080)")
+    parser.add_argument(
+        "--ops-port",
+        type=int,
+        default=os.environ.get("OPS_PORT") or "8081",  # argparse converts (and checks) a string default
+        help="TCP port of /health, /health/live, /metrics, /openapi.json (default: $OPS_PORT or 8081)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in the image)")
 
 
 def server_environment(args: argparse.Namespace, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment gunicorn runs with: the model and bind address from the command line."""
+    """The environment gunicorn runs with: the model, bind address and ops port from the command line."""
     from workload.errors import WorkloadError
 
-    if not 0 < args.port < 65536:
-        raise WorkloadError(f"--port must be between 1 and 65535, got {args.port}")
+    for option, port in (("--port", args.port), ("--ops-port", args.ops_port)):
+        if not 0 < port < 65536:
+            raise WorkloadError(f"{option} must be between 1 and 65535, got {port}")
+    if args.port == args.ops_port:
+        raise WorkloadError(f"--port and --ops-port must differ, both are {args.port}")
     if not args.model:
         raise WorkloadError("--model must not be empty")
     env = dict(os.environ if base is None else base)
     env["MODEL_URI"] = args.model
+    env["OPS_PORT"] = str(args.ops_port)
     env["GUNICORN_BIND"] = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     return env
 

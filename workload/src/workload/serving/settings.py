@@ -4,7 +4,8 @@
 - `MODEL_CACHE_DIR`: where S3 bundles are cached and verified (default: ~/.cache/imdb-sentiment).
 - `MAX_BODY_BYTES` (1 MiB), `MAX_BATCH` (64), `MAX_TEXT_CHARS` (20000): request limits (413 / 422).
 - `MODEL_RETRY_SECONDS` (10): how often a worker retries a missing or bad bundle while not ready.
-gunicorn.conf.py adds `WEB_CONCURRENCY`, `GUNICORN_TIMEOUT`, `GUNICORN_GRACEFUL_TIMEOUT`, `LOG_LEVEL`.
+gunicorn.conf.py adds `WEB_CONCURRENCY`, `GUNICORN_TIMEOUT`, `GUNICORN_GRACEFUL_TIMEOUT`, `LOG_LEVEL` and
+`OPS_PORT` (8081).
 """
 
 from __future__ import annotations
