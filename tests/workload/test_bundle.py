@@ -184,6 +184,14 @@ def test_bundle_with_a_non_finite_weight_is_rejected(bundle_copy):
     assert "\n" not in str(caught.value)
 
 
+def test_bundle_with_truncated_weights_is_rejected(bundle_copy):
+    weights_path = bundle_copy / "weights.safetensors"
+    weights_path.write_bytes(weights_path.read_bytes()[:-1000])
+    rehash(bundle_copy, "weights.safetensors")
+    with pytest.raises(BundleError, match=r"truncated"):
+        Predictor.load(str(bundle_copy))
+
+
 def test_code_version_prefers_the_commit_packaged_into_the_image(monkeypatch, tmp_path):
     monkeypatch.delenv("GIT_COMMIT", raising=False)
     packaged = tmp_path / "GIT_COMMIT"

@@ -45,8 +45,8 @@ class Predictor:
         try:
             config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
             model_config = ModelConfig.from_dict(config["model"])
+            score = load_scorer(model_config, folder)  # first: its load peak passes before the tokenizer is in
             tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
-            score = load_scorer(model_config, folder)
         except Exception as exc:  # any failure here means a bad bundle: say so in one line, never half-load
             raise BundleError(f"bundle at {model_uri} cannot be loaded: {first_line(exc)}") from exc
         return cls(model_config, tokenizer, score, manifest, config)
