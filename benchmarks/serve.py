@@ -5,7 +5,8 @@
 
 It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
 measures, against these targets for a 2-core machine with the load generator on the same machine:
-- start -> first `/health` 200 with the bundle on local disk: <= 5 s;
+- start -> first `/health` 200 with the bundle on local disk: <= 1.5 s;
+- each worker's peak RSS (VmHWM, read after the load runs) <= 120 MB: what sizes the Fargate task;
 - one client, sequential `/predict` of IMDB-length reviews (a new connection per request: sync workers answer
   `Connection: close`): p50 <= 5 ms, p99 <= 20 ms;
 - saturated throughput, `wrk` with 32 connections: single-review `/predict` >= 60 % of `GET /static/style.css`
@@ -40,7 +41,14 @@ from workload.serving.settings import ServeSettings
 from workload_devtools.server_process import ServerProcess, get
 from workload_devtools.synthetic import synthetic_review, write_aclimdb_tarball
 
-TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0, "throughput_ratio": 0.60, "start_to_ready_s": 5.0, "health_p99_ms": 1000.0}
+TARGETS = {
+    "p50_ms": 5.0,
+    "p99_ms": 20.0,
+    "throughput_ratio": 0.60,
+    "start_to_ready_s": 1.5,
+    "health_p99_ms": 1000.0,
+    "worker_peak_rss_mb": 120,
+}
 HEALTH_POLL_SECONDS = 0.05
 
 WRK_POST_SCRIPT = """
@@ -122,6 +130,12 @@ def sequential_latencies_ms(port: int, bodies: list[bytes], count: int) -> list[
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set size so far (Linux /proc VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.MULTILINE).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def run_wrk(url: str, duration: int, connections: int, script: Path | None, data: Path | None) -> str:
@@ -241,6 +255,7 @@ def main() -> int:
                 )
             health = server.health()
             workers = server.worker_pids()
+            worker_peak_rss = max(peak_rss_mb(pid) for pid in workers)
             under_load = health_under_load(server, workdir, args.load_duration, args.load_connections)
 
     words = [len(text.split()) for text in reviews]
@@ -255,6 +270,7 @@ def main() -> int:
         "review_words_mean": round(statistics.mean(words), 1),
         "start_to_ready_s": round(start_to_ready, 2),
         "workers": len(workers),
+        "worker_peak_rss_mb": round(worker_peak_rss, 1),
         "sequential_requests": len(latencies),
         "p50_ms": round(percentile(latencies, 50), 2),
         "p90_ms": round(percentile(latencies, 90), 2),
@@ -279,6 +295,7 @@ def main() -> int:
         "throughput_ratio": figures["throughput_ratio"] >= TARGETS["throughput_ratio"],
         "start_to_ready_s": figures["start_to_ready_s"] <= TARGETS["start_to_ready_s"],
         "health_p99_ms": under_load["health_failures"] == 0 and under_load["health_p99_ms"] <= TARGETS["health_p99_ms"],
+        "worker_peak_rss_mb": figures["worker_peak_rss_mb"] <= TARGETS["worker_peak_rss_mb"],
     }
     print(json.dumps(figures))
     return 0

@@ -1,8 +1,9 @@
-"""Print the README's stack-configuration table from the `config:` schema in Pulumi.yaml.
+"""Print the stack-configuration table of docs/configuration.md from the `config:` schema in Pulumi.yaml.
 
-    python scripts/config_table.py            # paste the output into README.md ("Configuration")
+    python scripts/config_table.py            # paste the output into docs/configuration.md
 
-`tests/test_repo.py` checks that the README holds exactly this output, so the table cannot drift from the schema.
+`tests/test_repo.py` checks that docs/configuration.md holds exactly this output, so the table cannot drift
+from the schema.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def config_table(project_file: Path) -> str:
     schema = yaml.safe_load(project_file.read_text(encoding="utf-8")).get("config") or {}
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for key, spec in schema.items():
-        # `<bucket>` would vanish as an HTML tag when the README is rendered.
+        # `<bucket>` would vanish as an HTML tag when the Markdown is rendered.
         description = " ".join(str(spec.get("description", "")).split()).replace("<", "&lt;")
         rows.append(f"| `{key}` | {spec.get('type', '')} | {render_default(spec)} | {description} |")
     return "\n".join(rows) + "\n"

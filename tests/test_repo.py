@@ -305,11 +305,29 @@ def test_demo_bucket_layout_matches_the_storage_component() -> None:
     assert demo["PREFIXES"] == storage["PREFIXES"] == ("raw/", "processed/", "models/", "logs/")
 
 
-def test_readme_config_table_is_generated_from_the_pulumi_yaml_schema() -> None:
+def test_config_table_is_generated_from_the_pulumi_yaml_schema() -> None:
     assert (REPO / "Pulumi.yaml").is_file()
     table = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "config_table.py")], capture_output=True, text=True, check=True
     ).stdout
     schema = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
     assert len(table.splitlines()) == 2 + len(schema)
-    assert table in readme(), "README's config table is stale: paste in `python scripts/config_table.py`"
+    configuration = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert table in configuration, "docs/configuration.md's table is stale: paste in `python scripts/config_table.py`"
+    assert "docs/configuration.md" in readme()
+
+
+def test_readme_is_a_five_minute_read_whose_links_resolve() -> None:
+    assert len(readme().splitlines()) <= 200
+    links = re.findall(r"\]\(([^)#]+)\)", readme())
+    local = [link for link in links if not re.match(r"https?://", link)]
+    assert local, "the README points to its docs"
+    assert [link for link in local if not (REPO / link).exists()] == []
+
+
+def test_readme_names_no_path_outside_the_repository_except_as_an_option_value() -> None:
+    """A reader's machine has no `../shared` or `/work`: such a path may only appear as an example value of a
+    documented option (`IMDB_SOURCE=...`)."""
+    outside = re.compile(r"(?<![\w.])(\.\./|~/|/(?:work|home|tmp|opt|root|Users)/)")
+    lines = [line for line in readme().splitlines() if outside.search(line)]
+    assert [line for line in lines if not re.search(r"\b[A-Z][A-Z_]+=\S*(\.\./|/)", line)] == []

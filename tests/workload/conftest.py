@@ -8,10 +8,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from workload_devtools.embedded_s3 import EmbeddedS3
 from workload_devtools.synthetic import write_aclimdb_tarball
+
+if TYPE_CHECKING:
+    from workload.modeling.train import TrainedModel
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +49,20 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, processed_data: Path) 
             str(output), trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=str(processed_data)
         )
     return output
+
+
+@pytest.fixture(scope="session")
+def bilstm_bundle(tmp_path_factory: pytest.TempPathFactory, processed_data: Path) -> tuple[Path, TrainedModel]:
+    """A local bilstm bundle (one epoch) and the trained torch model it was written from."""
+    from workload.bundle.format import write_bundle
+    from workload.data.processed import open_processed
+    from workload.modeling.train import TrainOptions, train
+
+    folder = tmp_path_factory.mktemp("models") / "lstm"
+    with open_processed(str(processed_data)) as data:
+        trained = train(data, TrainOptions(arch="bilstm", epochs=1, threads=1))
+        write_bundle(str(folder), trained=trained, data_manifest_sha256="0" * 64, data_uri="local")
+    return folder, trained
 
 
 @pytest.fixture(scope="session")

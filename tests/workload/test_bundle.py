@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load_file, save_file
 from workload.bundle import format as bundle_format
 from workload.bundle.format import MANIFEST, BundleError, verify_folder, write_bundle
 from workload.bundle.predictor import Prediction, Predictor, self_test
 from workload.data.processed import open_processed
 from workload.errors import WorkloadError
+from workload.modeling.features import featurize
 from workload.modeling.text import TextEncoder
 from workload.modeling.train import TrainOptions, train
+from workload_devtools.synthetic import synthetic_review
 
 from workload import storage
 
@@ -121,18 +126,70 @@ def test_s3_bundle_with_a_tampered_object_is_rejected(tiny_bundle, s3_bucket, tm
     assert not [path for path in (tmp_path / "cache").iterdir() if not path.name.startswith(".")]
 
 
-def test_bilstm_bundle_round_trips(processed_data, tmp_path):
-    with open_processed(str(processed_data)) as data:
-        trained = train(data, TrainOptions(arch="bilstm", epochs=1, threads=1))
-        write_bundle(str(tmp_path / "lstm"), trained=trained, data_manifest_sha256="0" * 64, data_uri="local")
-    predictor = Predictor.load(str(tmp_path / "lstm"))
-    assert predictor.manifest["arch"] == "bilstm"
-    texts = [POSITIVE, NEGATIVE, ""]
+def test_bilstm_bundle_lists_its_onnx_model(bilstm_bundle):
+    folder, _ = bilstm_bundle
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["arch"] == "bilstm" and "model.onnx" in manifest["files"]
+    assert manifest["format"] == bundle_format.FORMAT
+
+
+def test_onnx_runtime_scores_match_torch(bilstm_bundle):
+    """The API runs bilstm with ONNX Runtime: its scores must equal the trained torch model's, review by review."""
+    folder, trained = bilstm_bundle
+    rng = random.Random(7)
+    lengths = [rng.choice([0, 1, 5, 40, 120, 400]) for _ in range(300)]  # empty, short and truncated reviews
+    texts = [synthetic_review(rng, rng.choice(["pos", "neg"]), n_words) for n_words in lengths]
     trained.model.eval()
-    batch = trained.model.featurize(TextEncoder(trained.tokenizer), texts)
+    batch = featurize(trained.config, TextEncoder(trained.tokenizer), texts)
     with torch.inference_mode():
-        expected = torch.sigmoid(trained.model(*batch.all())).tolist()
-    assert [prediction.score for prediction in predictor.predict(texts)] == pytest.approx(expected, abs=1e-6)
+        expected = torch.sigmoid(trained.model(*map(torch.from_numpy, batch.all()))).numpy()
+    scores = np.array([prediction.score for prediction in Predictor.load(str(folder)).predict(texts)])
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-5)
+
+
+def test_bilstm_bundle_without_its_onnx_model_is_rejected(bilstm_bundle, tmp_path):
+    """A format-1 bilstm bundle (weights only) cannot be served without torch: one clear line, not a crash."""
+    folder = Path(shutil.copytree(bilstm_bundle[0], tmp_path / "old"))
+    (folder / "model.onnx").unlink()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["files"]["model.onnx"]
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format": "imdb-sentiment-bundle/1"}))
+    with pytest.raises(BundleError, match=r"no model\.onnx") as caught:
+        Predictor.load(str(folder))
+    assert "\n" not in str(caught.value)
+
+
+def test_format_1_ngram_bundle_still_loads(bundle_copy):
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    (bundle_copy / MANIFEST).write_text(json.dumps({**manifest, "format": "imdb-sentiment-bundle/1"}))
+    assert Predictor.load(str(bundle_copy)).predict([POSITIVE])[0].label == "positive"
+
+
+def rehash(folder: Path, name: str) -> None:
+    """Update the manifest for a changed file, as someone tampering on purpose would."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"][name] = storage.sha256_file(folder / name)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_bundle_with_a_non_finite_weight_is_rejected(bundle_copy):
+    weights_path = bundle_copy / "weights.safetensors"
+    weights = load_file(str(weights_path))
+    weights["weight"][3, 0] = np.nan  # one word's weight
+    save_file(weights, str(weights_path))
+    rehash(bundle_copy, "weights.safetensors")
+    verify_folder(bundle_copy)  # the manifest matches: only loading can catch it
+    with pytest.raises(BundleError, match=r"non-finite values in 'weight'") as caught:
+        Predictor.load(str(bundle_copy))
+    assert "\n" not in str(caught.value)
+
+
+def test_bundle_with_truncated_weights_is_rejected(bundle_copy):
+    weights_path = bundle_copy / "weights.safetensors"
+    weights_path.write_bytes(weights_path.read_bytes()[:-1000])
+    rehash(bundle_copy, "weights.safetensors")
+    with pytest.raises(BundleError, match=r"truncated"):
+        Predictor.load(str(bundle_copy))
 
 
 def test_code_version_prefers_the_commit_packaged_into_the_image(monkeypatch, tmp_path):

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from workload.bundle.scorers import ngram_scorer
 from workload.data.processed import open_processed
-from workload.modeling.architectures import ModelConfig, build_model
+from workload.modeling.architectures import build_model
+from workload.modeling.features import ModelConfig, featurize
 from workload.modeling.text import TextEncoder, build_tokenizer
 from workload.modeling.train import TrainOptions, train
 
@@ -27,7 +29,7 @@ def test_model_overfits_a_tiny_set(arch):
     encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
     config = ModelConfig(arch=arch, vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12, hidden_dim=16)
     model = build_model(config)
-    batch = model.featurize(encoder, TEXTS)
+    batch = featurize(config, encoder, TEXTS)
     model.fit_prior(batch, LABELS)
     optimizers = model.make_optimizers(0.05, 0.0)
     targets = torch.from_numpy(LABELS.astype(np.float32))
@@ -35,7 +37,7 @@ def test_model_overfits_a_tiny_set(arch):
     losses = []
     model.train()
     for _ in range(200):
-        loss = nn.functional.binary_cross_entropy_with_logits(model(*batch.take(every)), targets)
+        loss = nn.functional.binary_cross_entropy_with_logits(model(*map(torch.from_numpy, batch.take(every))), targets)
         for optimizer in optimizers:
             optimizer.zero_grad()
         loss.backward()
@@ -44,37 +46,36 @@ def test_model_overfits_a_tiny_set(arch):
         losses.append(loss.item())
     model.eval()
     with torch.inference_mode():
-        predicted = (model(*batch.take(every)) > 0).numpy().astype(int)
+        predicted = (model(*map(torch.from_numpy, batch.take(every))) > 0).numpy().astype(int)
     assert predicted.tolist() == LABELS.tolist()
     assert losses[-1] < 0.1 * losses[0]
 
 
-@pytest.mark.parametrize("arch", ["ngram", "bilstm"])
-def test_inference_scorer_matches_the_trained_forward_pass(arch):
-    """The API scores with `inference_scorer` (folded numpy weights for ngram): it must equal sigmoid(forward)."""
+def test_numpy_ngram_scorer_matches_the_trained_forward_pass():
+    """The API scores ngram with folded numpy weights (no torch): it must equal sigmoid(forward)."""
     torch.manual_seed(0)
     encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
-    vocab_size = encoder.tokenizer.get_vocab_size()
-    model = build_model(ModelConfig(arch=arch, vocab_size=vocab_size, n_buckets=1 << 12, hidden_dim=8))
+    config = ModelConfig(vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12)
+    model = build_model(config)
     texts = [*TEXTS, ""]  # an empty review scores the bias alone
-    batch = model.featurize(encoder, texts)
+    batch = featurize(config, encoder, texts)
     model.fit_prior(batch, np.append(LABELS, 0))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter))  # not the zero init: every weight must take part
     model.eval()
     with torch.inference_mode():
-        expected = torch.sigmoid(model(*batch.all())).numpy()
-    np.testing.assert_allclose(model.inference_scorer()(batch), expected, rtol=1e-5, atol=1e-6)
+        expected = torch.sigmoid(model(*map(torch.from_numpy, batch.all()))).numpy()
+    weights = {name: tensor.numpy() for name, tensor in model.state_dict().items()}
+    np.testing.assert_allclose(ngram_scorer(config, weights)(batch), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_bag_batch_take_gathers_the_chosen_texts():
     encoder = TextEncoder(build_tokenizer(TEXTS, vocab_size=200, min_frequency=1))
-    model = build_model(ModelConfig(vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12))
-    batch = model.featurize(encoder, TEXTS)
-    features, offsets = batch.take(np.array([5, 2]))
-    alone_5, _ = model.featurize(encoder, [TEXTS[5]]).all()
-    alone_2, _ = model.featurize(encoder, [TEXTS[2]]).all()
+    config = ModelConfig(vocab_size=encoder.tokenizer.get_vocab_size(), n_buckets=1 << 12)
+    features, offsets = featurize(config, encoder, TEXTS).take(np.array([5, 2]))
+    alone_5, _ = featurize(config, encoder, [TEXTS[5]]).all()
+    alone_2, _ = featurize(config, encoder, [TEXTS[2]]).all()
     assert features.tolist() == alone_5.tolist() + alone_2.tolist()
     assert offsets.tolist() == [0, len(alone_5)]
 

@@ -2,6 +2,7 @@
 
 A bundle is a folder (local or an S3 prefix):
     weights.safetensors   tensors only (no pickle: loading a bundle can never run code)
+    model.onnx            sequence models only: the network the API runs with ONNX Runtime (format 2 on)
     tokenizer.json        the `tokenizers` vocabulary and pipeline
     config.json           model config + training options (incl. the validation carve-out)
     metrics.json          training metrics
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from workload import __version__, storage
 from workload.errors import WorkloadError
 
-if TYPE_CHECKING:  # torch and tokenizers are imported only when a bundle is written or loaded
+if TYPE_CHECKING:  # torch is imported only when a bundle is written (by training)
     from workload.modeling.train import TrainedModel
 
 MANIFEST = "manifest.json"
@@ -32,8 +33,11 @@ WEIGHTS = "weights.safetensors"
 TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 METRICS = "metrics.json"
+ONNX_MODEL = "model.onnx"
 REQUIRED_FILES = (WEIGHTS, TOKENIZER, CONFIG, METRICS)
-FORMAT = "imdb-sentiment-bundle/1"
+FORMAT = "imdb-sentiment-bundle/2"
+# Format 1 differs only in having no model.onnx: its ngram bundles still load, its bilstm ones need retraining.
+READABLE_FORMATS = (FORMAT, "imdb-sentiment-bundle/1")
 
 
 class BundleError(WorkloadError):
@@ -82,12 +86,13 @@ def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, 
     with storage.staging_dir(uri) as staging:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS))
+        names = (*REQUIRED_FILES, *trained.model.export_for_serving(staging))
         trained.tokenizer.save(str(staging / TOKENIZER))
         _write_json(staging / CONFIG, {"model": trained.config.to_dict(), "training": trained.training})
         _write_json(staging / METRICS, trained.metrics)
-        for name in REQUIRED_FILES:
+        for name in names:
             (staging / name).chmod(0o644)  # safetensors writes owner-only files; a bundle is read by others
-        files = {name: storage.sha256_file(staging / name) for name in REQUIRED_FILES}
+        files = {name: storage.sha256_file(staging / name) for name in names}
         content_hash = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         created = datetime.now(UTC)
         manifest = {
@@ -118,7 +123,7 @@ def parse_manifest(raw: bytes, where: str) -> dict:
         raise BundleError(f"{MANIFEST} in {where} is not valid JSON") from exc
     if (
         not isinstance(manifest, dict)
-        or manifest.get("format") != FORMAT
+        or manifest.get("format") not in READABLE_FORMATS
         or not isinstance(manifest.get("files"), dict)
     ):
         raise BundleError(f"{MANIFEST} in {where} is not a {FORMAT} manifest")

@@ -6,16 +6,16 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
+
+from tokenizers import Tokenizer
 
 from workload.bundle.fetch import fetch
-from workload.bundle.format import CONFIG, TOKENIZER, WEIGHTS, BundleError
+from workload.bundle.format import CONFIG, TOKENIZER, BundleError
+from workload.bundle.scorers import Scorer, load_scorer
 from workload.errors import WorkloadError, first_line
-
-if TYPE_CHECKING:  # torch and tokenizers are imported only when a bundle is loaded
-    from tokenizers import Tokenizer
-
-    from workload.modeling.architectures import SentimentModel
+from workload.modeling.features import ModelConfig, featurize
+from workload.modeling.text import TextEncoder
 
 SELF_TEST_TEXTS = ("The movie was amazing!", "A dull, boring waste of two hours.")
 _PREDICT_CHUNK = 512  # bounds memory for long lists; one chunk is still a single vectorised pass
@@ -27,43 +27,36 @@ class Prediction(NamedTuple):
 
 
 class Predictor:
-    """A loaded, verified bundle ready to score reviews on CPU."""
+    """A loaded, verified bundle ready to score reviews on CPU, without torch."""
 
-    def __init__(self, model: SentimentModel, tokenizer: Tokenizer, manifest: dict, config: dict) -> None:
-        from workload.modeling.text import TextEncoder
-
-        self.model = model
+    def __init__(
+        self, model_config: ModelConfig, tokenizer: Tokenizer, score: Scorer, manifest: dict, config: dict
+    ) -> None:
+        self.model_config = model_config
         self.encoder = TextEncoder(tokenizer)
         self.manifest = manifest
         self.config = config
         self.version: str = manifest["version"]
-        self._score = model.inference_scorer()
+        self._score = score
 
     @classmethod
     def load(cls, model_uri: str, cache_dir: Path | None = None) -> Predictor:
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
-
-        from workload.modeling.architectures import ModelConfig, build_model
-
         folder, manifest = fetch(model_uri, cache_dir)
         try:
             config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
             model_config = ModelConfig.from_dict(config["model"])
+            score = load_scorer(model_config, folder)  # first: its load peak passes before the tokenizer is in
             tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
-            model = build_model(model_config)
-            model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
         except Exception as exc:  # any failure here means a bad bundle: say so in one line, never half-load
             raise BundleError(f"bundle at {model_uri} cannot be loaded: {first_line(exc)}") from exc
-        model.eval()
-        return cls(model, tokenizer, manifest, config)
+        return cls(model_config, tokenizer, score, manifest, config)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
             raise WorkloadError("predict expects a sequence of strings")
         predictions: list[Prediction] = []
         for start in range(0, len(texts), _PREDICT_CHUNK):
-            batch = self.model.featurize(self.encoder, texts[start : start + _PREDICT_CHUNK])
+            batch = featurize(self.model_config, self.encoder, texts[start : start + _PREDICT_CHUNK])
             scores = self._score(batch).tolist()
             predictions.extend(Prediction("positive" if s >= 0.5 else "negative", s) for s in scores)
         return predictions

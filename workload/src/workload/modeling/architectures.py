@@ -1,114 +1,28 @@
-"""The model architectures and the input batches they consume.
+"""The torch model architectures (training only: serving never imports this module).
 
 - `ngram` (default): NBSVM-style linear model over binarised uni/bi/trigram features ("NBSVM++" as in
   fast.ai): each feature's weight is its naive-Bayes log-count ratio r times a learned factor (w + offset),
   so training starts from the NB solution; early stopping keeps it near there. Fast and strong on CPU.
 - `bilstm`: embedding + bidirectional LSTM + max/mean pooling. Slower; kept as the sequence-model option.
 
-Each model turns texts into its own batch type (`featurize`) and is trained by the same loop in train.py.
+`features.featurize` turns texts into each architecture's numpy batch; the same loop in train.py trains both.
+Each model also writes what the API needs besides the weights (`export_for_serving`): nothing for `ngram`,
+which the API scores in numpy, and `model.onnx` for `bilstm`, which it runs with ONNX Runtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Protocol
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
-from workload.errors import WorkloadError
-from workload.modeling.text import PADDING_ID, TextEncoder, ngram_features
-
-ARCHITECTURES = ("ngram", "bilstm")
-DEFAULT_ARCH = "ngram"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    arch: str = DEFAULT_ARCH
-    vocab_size: int = 0  # filled in from the trained tokenizer
-    ngram_order: int = 3
-    n_buckets: int = 1 << 22
-    nb_offset: float = 0.4  # the learned factor starts at w + offset = offset for every feature
-    nb_scale: float = 0.1  # r is scaled down so that the starting logits are O(1), not saturated
-    nb_smoothing: float = 1.0
-    # bilstm sizes: 64/64/256 trains ~4x faster per batch on CPU than 128/128/400 (measured)
-    embedding_dim: int = 64
-    hidden_dim: int = 64
-    max_tokens: int = 256  # bilstm truncates longer reviews
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise WorkloadError(f"unknown model config keys: {', '.join(unknown)}")
-        config = cls(**values)
-        if config.arch not in ARCHITECTURES:
-            raise WorkloadError(f"unknown architecture {config.arch!r} (expected one of {', '.join(ARCHITECTURES)})")
-        return config
-
-
-# Scores a featurized batch as P(positive) per text, for inference only (no gradients).
-Scorer = Callable[["BagBatch | SequenceBatch"], np.ndarray]
-
-
-class Batch(Protocol):
-    def __len__(self) -> int: ...
-
-    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, ...]: ...
-
-
-@dataclass(frozen=True)
-class BagBatch:
-    """Per-text feature id lists in CSR form (ids flat, offsets of each text's first id)."""
-
-    features: np.ndarray
-    offsets: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    @property
-    def sizes(self) -> np.ndarray:
-        """The number of feature ids of each text."""
-        # not np.diff(..., append=): that is ~4x slower on the one-text batches of the API's hot path
-        return np.concatenate((self.offsets[1:], [len(self.features)])) - self.offsets
-
-    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        starts, sizes = self.offsets[indices], self.sizes[indices]
-        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        # gather the chosen texts' slices without a Python loop: one index per kept feature
-        positions = np.repeat(starts - offsets, sizes) + np.arange(sizes.sum())
-        return torch.from_numpy(self.features[positions]), torch.from_numpy(offsets)
-
-    def all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.features), torch.from_numpy(self.offsets)
-
-
-@dataclass(frozen=True)
-class SequenceBatch:
-    """Padded token ids (texts x max_tokens) and each text's length."""
-
-    ids: np.ndarray
-    lengths: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = self.lengths[indices]
-        width = max(int(lengths.max(initial=1)), 1)
-        return torch.from_numpy(self.ids[indices, :width]), torch.from_numpy(lengths)
-
-    def all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.take(np.arange(len(self)))
+from workload.bundle.format import ONNX_MODEL
+from workload.modeling.features import BagBatch, ModelConfig, SequenceBatch
+from workload.modeling.text import PADDING_ID
 
 
 class NgramNB(nn.Module):
@@ -121,14 +35,6 @@ class NgramNB(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n_features, 1))
         self.bias = nn.Parameter(torch.zeros(1))
         self.register_buffer("ratio", torch.zeros(n_features, 1))
-
-    def featurize(self, encoder: TextEncoder, texts: Sequence[str]) -> BagBatch:
-        flat, lengths = encoder.encode(texts)
-        features, offsets = ngram_features(
-            flat, lengths, order=self.config.ngram_order, vocab_size=self.config.vocab_size,
-            n_buckets=self.config.n_buckets,
-        )  # fmt: skip
-        return BagBatch(features, offsets)
 
     def fit_prior(self, batch: BagBatch, labels: np.ndarray) -> None:
         """Set r = log((p / |p|) / (q / |q|)) from smoothed feature counts in positive (p) and negative (q) texts."""
@@ -149,22 +55,9 @@ class NgramNB(nn.Module):
         prior = functional.embedding_bag(features, self.ratio, offsets, mode="sum")
         return (learned + self.config.nb_offset * prior).squeeze(1) + self.bias
 
-    def inference_scorer(self) -> Scorer:
-        """P(positive) from frozen weights: one gather and one sum per text, no torch dispatch on the hot path.
-
-        forward() computes sum_f r_f * w_f + offset * sum_f r_f, which is sum_f r_f * (w_f + offset): fold that
-        into one weight per feature once, here, instead of two embedding bags per request.
-        """
-        with torch.no_grad():
-            effective = (self.ratio * (self.weight + self.config.nb_offset)).squeeze(1).numpy().copy()
-            bias = float(self.bias)
-
-        def score(batch: BagBatch) -> np.ndarray:
-            owner = np.repeat(np.arange(len(batch)), batch.sizes)
-            logits = np.bincount(owner, weights=effective[batch.features], minlength=len(batch)) + bias
-            return 1.0 / (1.0 + np.exp(-logits))
-
-        return score
+    def export_for_serving(self, folder: Path) -> list[str]:
+        """Nothing beyond the weights: the API scores this model in numpy from the safetensors file."""
+        return []
 
     def make_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         """SparseAdam for the sparse feature weights (it has no weight decay: early stopping regularises)."""
@@ -183,15 +76,6 @@ class BiLSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(4 * config.hidden_dim, 1)  # max- and mean-pooled states of both directions
 
-    def featurize(self, encoder: TextEncoder, texts: Sequence[str]) -> SequenceBatch:
-        flat, lengths = encoder.encode(texts)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-        position = np.arange(len(flat)) - np.repeat(starts, lengths)
-        kept = position < self.config.max_tokens
-        ids = np.full((len(lengths), self.config.max_tokens), PADDING_ID, dtype=np.int64)
-        ids[np.repeat(np.arange(len(lengths)), lengths)[kept], position[kept]] = flat[kept]
-        return SequenceBatch(ids, np.minimum(lengths, self.config.max_tokens))
-
     def fit_prior(self, batch: SequenceBatch, labels: np.ndarray) -> None:
         """No data-derived initialisation for this architecture."""
 
@@ -207,15 +91,32 @@ class BiLSTMClassifier(nn.Module):
         pooled_mean = (states * mask).sum(dim=1) / lengths[:, None].to(states.dtype)
         return self.head(self.dropout(torch.cat([pooled_max, pooled_mean], dim=1))).squeeze(1)
 
-    def inference_scorer(self) -> Scorer:
-        def score(batch: SequenceBatch) -> np.ndarray:
-            with torch.inference_mode():
-                return torch.sigmoid(self(*batch.all())).numpy()
-
-        return score
+    def export_for_serving(self, folder: Path) -> list[str]:
+        """Write `model.onnx`: P(positive) from (ids, lengths), which the API runs with ONNX Runtime, not torch."""
+        example = SequenceBatch(np.full((2, 3), PADDING_ID + 1, dtype=np.int64), np.array([3, 2])).all()
+        with warnings.catch_warnings():
+            # Its warnings (variable-length LSTM at another batch size, trace-time constants, the legacy exporter)
+            # are about graphs that might not generalise: the ONNX/torch parity test checks this one does.
+            warnings.simplefilter("ignore")
+            # dynamo=False: the TorchScript exporter needs only `onnx`, not onnxscript; it exports in eval mode
+            torch.onnx.export(
+                _Probability(self), tuple(torch.from_numpy(array) for array in example), str(folder / ONNX_MODEL),
+                input_names=["ids", "lengths"], output_names=["score"], dynamo=False,
+                dynamic_axes={"ids": {0: "texts", 1: "tokens"}, "lengths": {0: "texts"}, "score": {0: "texts"}},
+            )  # fmt: skip
+        return [ONNX_MODEL]
 
     def make_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)]
+
+
+class _Probability(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(ids, lengths))
 
 
 SentimentModel = NgramNB | BiLSTMClassifier

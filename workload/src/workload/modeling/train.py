@@ -23,7 +23,8 @@ from torch.nn import functional
 
 from workload.data.processed import ProcessedData, Review, split_validation
 from workload.errors import WorkloadError
-from workload.modeling.architectures import DEFAULT_ARCH, Batch, ModelConfig, SentimentModel, build_model
+from workload.modeling.architectures import SentimentModel, build_model
+from workload.modeling.features import DEFAULT_ARCH, Batch, ModelConfig, featurize
 from workload.modeling.text import TextEncoder, build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def predict_logits(model: nn.Module, batch: Batch, device: torch.device, batch_s
     with torch.inference_mode():
         for start in range(0, len(batch), batch_size):
             indices = np.arange(start, min(start + batch_size, len(batch)))
-            inputs = [tensor.to(device) for tensor in batch.take(indices)]
+            inputs = [torch.from_numpy(array).to(device) for array in batch.take(indices)]
             outputs.append(model(*inputs).float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
 
@@ -136,7 +137,7 @@ def _train_epoch(
     total_loss = 0.0
     for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not sys.stderr.isatty()):
         indices = order[start : start + batch_size]
-        inputs = [tensor.to(device) for tensor in batch.take(indices)]
+        inputs = [torch.from_numpy(array).to(device) for array in batch.take(indices)]
         loss = functional.binary_cross_entropy_with_logits(model(*inputs), targets[indices].to(device))
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -155,14 +156,59 @@ def _validate(model: SentimentModel, batch: Batch, labels: np.ndarray, device: t
     return accuracy, float(loss)
 
 
-def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
+@dataclass
+class BestEpoch:
+    """The best validation result so far and a copy of the weights that gave it."""
+
+    epoch: int = 0
+    accuracy: float = -1.0
+    loss: float = float("inf")
+    state: dict | None = None
+
+    def is_beaten_by(self, accuracy: float, loss: float) -> bool:
+        # select on accuracy; the loss breaks ties (a small validation set saturates accuracy early)
+        return accuracy > self.accuracy or (accuracy == self.accuracy and loss < self.loss)
+
+
+def _hyperparameters(options: TrainOptions) -> Hyperparameters:
     if options.arch not in DEFAULTS:
         raise WorkloadError(f"unknown architecture {options.arch!r} (expected one of {', '.join(DEFAULTS)})")
-    hyper = DEFAULTS[options.arch]
-    if options.epochs is not None:
-        if options.epochs < 1:
-            raise WorkloadError("--epochs must be at least 1")
-        hyper = replace(hyper, epochs=options.epochs)
+    if options.epochs is None:
+        return DEFAULTS[options.arch]
+    if options.epochs < 1:
+        raise WorkloadError("--epochs must be at least 1")
+    return replace(DEFAULTS[options.arch], epochs=options.epochs)
+
+
+def _fit(
+    model: SentimentModel, train_batch: Batch, train_labels: np.ndarray, validation_batch: Batch,
+    validation_labels: np.ndarray, hyper: Hyperparameters, seed: int, device: torch.device,
+) -> tuple[BestEpoch, list[dict]]:  # fmt: skip
+    """Train with early stopping on validation; returns the best epoch and every epoch's figures."""
+    optimizers = model.make_optimizers(hyper.learning_rate, hyper.weight_decay)
+    generator = np.random.default_rng(seed)
+    targets = torch.from_numpy(train_labels.astype(np.float32))
+    history: list[dict] = []
+    best = BestEpoch()
+    for epoch in range(1, hyper.epochs + 1):
+        order = generator.permutation(len(train_batch))
+        train_loss = _train_epoch(model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch)
+        accuracy, validation_loss = _validate(model, validation_batch, validation_labels, device)
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
+             "validation_accuracy": accuracy}
+        )  # fmt: skip
+        log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, train_loss,
+                 validation_loss, accuracy)  # fmt: skip
+        if best.is_beaten_by(accuracy, validation_loss):
+            best = BestEpoch(epoch, accuracy, validation_loss, copy.deepcopy(model.state_dict()))
+        elif epoch - best.epoch >= hyper.patience:
+            break
+    return best, history
+
+
+def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
+    hyper = _hyperparameters(options)
     device = resolve_device(options.device)
     threads = configure_threads(options.threads or hyper.threads)
     seed_everything(options.seed)
@@ -177,39 +223,22 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     config = ModelConfig(arch=options.arch, vocab_size=tokenizer.get_vocab_size())
     model = build_model(config)
     encoder = TextEncoder(tokenizer)
-    train_batch = model.featurize(encoder, [review.text for review in train_reviews])
-    validation_batch = model.featurize(encoder, [review.text for review in validation_reviews])
+    train_batch = featurize(config, encoder, [review.text for review in train_reviews])
+    validation_batch = featurize(config, encoder, [review.text for review in validation_reviews])
     train_labels, validation_labels = _labels(train_reviews), _labels(validation_reviews)
     model.fit_prior(train_batch, train_labels)
     model.to(device)
     featurize_seconds = time.perf_counter() - started
 
-    optimizers = model.make_optimizers(hyper.learning_rate, hyper.weight_decay)
-    generator = np.random.default_rng(options.seed)
-    targets = torch.from_numpy(train_labels.astype(np.float32))
-    history: list[dict] = []
-    best_score, best_epoch, best_state = (-1.0, -np.inf), 0, copy.deepcopy(model.state_dict())
-    for epoch in range(1, hyper.epochs + 1):
-        order = generator.permutation(len(train_batch))
-        train_loss = _train_epoch(model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch)
-        accuracy, validation_loss = _validate(model, validation_batch, validation_labels, device)
-        history.append(
-            {"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
-             "validation_accuracy": accuracy}
-        )  # fmt: skip
-        log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, train_loss,
-                 validation_loss, accuracy)  # fmt: skip
-        # select on accuracy; the loss breaks ties (a small validation set saturates accuracy early)
-        if (accuracy, -validation_loss) > best_score:
-            best_score, best_epoch, best_state = (accuracy, -validation_loss), epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= hyper.patience:
-            break
-    model.load_state_dict(best_state)
+    best, history = _fit(
+        model, train_batch, train_labels, validation_batch, validation_labels, hyper, options.seed, device
+    )
+    model.load_state_dict(best.state)
     model.to("cpu").eval()
     metrics = {
-        "validation_accuracy": best_score[0],
-        "validation_loss": -best_score[1],
-        "best_epoch": best_epoch,
+        "validation_accuracy": best.accuracy,
+        "validation_loss": best.loss,
+        "best_epoch": best.epoch,
         "epochs_run": len(history),
         "history": history,
         "n_train": len(train_reviews),
