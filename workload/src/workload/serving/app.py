@@ -17,10 +17,11 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from workload.serving import metrics
+from workload.serving.capture import Capture
 from workload.serving.errors import HTTP_ERROR_CODES, ApiError
 from workload.serving.model_state import ModelHolder
 from workload.serving.openapi import openapi_document
-from workload.serving.routes import OPENAPI_KEY, SETTINGS_KEY, routes
+from workload.serving.routes import CAPTURE_KEY, OPENAPI_KEY, SETTINGS_KEY, routes
 from workload.serving.settings import ServeSettings
 
 log = logging.getLogger("workload.api")
@@ -39,6 +40,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     holder = ModelHolder(settings)
     app.extensions.update({ModelHolder.EXTENSION_KEY: holder, SETTINGS_KEY: settings})
     app.extensions[OPENAPI_KEY] = openapi_document(settings)
+    app.extensions[CAPTURE_KEY] = Capture(settings.capture_uri, settings.capture_percent, settings.capture_text)
     _install_metrics_hooks(app)
     _install_error_handlers(app)
     app.register_blueprint(routes)
