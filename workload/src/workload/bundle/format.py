@@ -5,6 +5,8 @@ A bundle is a folder (local or an S3 prefix):
     tokenizer.json        the `tokenizers` vocabulary and pipeline
     config.json           model config + training options (incl. the validation carve-out)
     metrics.json          training metrics
+    baseline.json         optional: the validation split as the model saw it (workload.monitoring.baseline);
+                          older bundles have none and still serve
     manifest.json         written last: version id, sha256 of every other file, data manifest hash, code and
                           library versions. A reader trusts only a bundle whose manifest verifies, exactly.
 """
@@ -32,6 +34,7 @@ WEIGHTS = "weights.safetensors"
 TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 METRICS = "metrics.json"
+BASELINE = "baseline.json"
 REQUIRED_FILES = (WEIGHTS, TOKENIZER, CONFIG, METRICS)
 FORMAT = "imdb-sentiment-bundle/1"
 
@@ -72,7 +75,9 @@ def code_version() -> dict[str, str | None]:
     return {"package": __version__, "git_commit": commit}
 
 
-def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, data_uri: str) -> dict:
+def write_bundle(
+    uri: str, *, trained: TrainedModel, data_manifest_sha256: str, data_uri: str, baseline: dict | None = None
+) -> dict:
     """Write a trained model as a bundle exactly at `uri`; refuse to overwrite an existing one.
 
     Files are written to a staging folder first; the manifest is written (and uploaded) last. The refusal is
@@ -85,9 +90,13 @@ def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, 
         trained.tokenizer.save(str(staging / TOKENIZER))
         _write_json(staging / CONFIG, {"model": trained.config.to_dict(), "training": trained.training})
         _write_json(staging / METRICS, trained.metrics)
-        for name in REQUIRED_FILES:
+        names = REQUIRED_FILES
+        if baseline is not None:
+            _write_json(staging / BASELINE, baseline)
+            names += (BASELINE,)
+        for name in names:
             (staging / name).chmod(0o644)  # safetensors writes owner-only files; a bundle is read by others
-        files = {name: storage.sha256_file(staging / name) for name in REQUIRED_FILES}
+        files = {name: storage.sha256_file(staging / name) for name in names}
         content_hash = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         created = datetime.now(UTC)
         manifest = {

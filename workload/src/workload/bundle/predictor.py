@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from workload.bundle.fetch import fetch
 from workload.bundle.format import CONFIG, TOKENIZER, WEIGHTS, BundleError
 from workload.errors import WorkloadError, first_line
@@ -24,6 +26,11 @@ _PREDICT_CHUNK = 512  # bounds memory for long lists; one chunk is still a singl
 class Prediction(NamedTuple):
     label: str  # "positive" | "negative"
     score: float  # P(positive)
+
+
+class TokenStats(NamedTuple):
+    lengths: np.ndarray  # tokens per text (int64)
+    unknown_rates: np.ndarray  # share of each text's tokens outside the vocabulary (float64; 0 for no tokens)
 
 
 class Predictor:
@@ -67,6 +74,14 @@ class Predictor:
             scores = self._score(batch).tolist()
             predictions.extend(Prediction("positive" if s >= 0.5 else "negative", s) for s in scores)
         return predictions
+
+    def token_stats(self, texts: Sequence[str]) -> TokenStats:
+        """Each text's length in tokens and unknown-token rate, by the model's own tokenizer (monitoring's
+        derived features: no model involved, so no torch)."""
+        flat, lengths = self.encoder.encode(texts)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        unknown = np.bincount(owner, weights=flat == self.encoder.unknown_id, minlength=len(lengths))
+        return TokenStats(lengths, unknown / np.maximum(lengths, 1))
 
 
 def self_test(predictor: Predictor) -> None:
