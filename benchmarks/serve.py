@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py --model MODEL_URI [--reviews aclImdb_train.tar.gz]   # a trained bundle
     python benchmarks/serve.py --quick                                              # tiny synthetic bundle
+    python benchmarks/serve.py --quick --capture-overhead                           # data capture's cost
 
 It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
 measures, against these targets for a 2-core machine with the load generator on the same machine:
@@ -10,6 +11,9 @@ measures, against these targets for a 2-core machine with the load generator on 
   `Connection: close`): p50 <= 5 ms, p99 <= 20 ms;
 - saturated throughput, `wrk` with 32 connections: single-review `/predict` >= 60 % of `GET /health/live`
   on the same server in the same run (alternating runs, so drift hits both alike).
+With `--capture-overhead` it measures instead what data capture at 100 % costs: two servers, one capturing every
+request to an embedded S3 and one not, loaded in alternating wrk rounds; target: throughput with capture
+>= 95 % of without (median of the paired rounds).
 Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
 distribution. Needs `wrk` (Debian package `wrk`).
 """
@@ -32,10 +36,12 @@ import time
 from pathlib import Path
 
 from workload.errors import WorkloadError
+from workload_devtools.embedded_s3 import EmbeddedS3
 from workload_devtools.server_process import ServerProcess
 from workload_devtools.synthetic import synthetic_review, write_aclimdb_tarball
 
 TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0, "throughput_ratio": 0.60, "start_to_ready_s": 5.0}
+CAPTURE_TARGET = {"capture_throughput_ratio": 0.95}
 
 WRK_POST_SCRIPT = """
 -- Cycles through pre-built POST /predict requests, one JSON body per line of the file given after `--`.
@@ -133,6 +139,39 @@ def wrk_requests_per_second(url: str, duration: int, connections: int, script: P
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
 
 
+def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: dict[str, str]) -> dict:
+    """Throughput of /predict with capture at 100 % against without, paired round by round."""
+    with EmbeddedS3() as s3:
+        s3.client().create_bucket(Bucket="capture")
+        capturing = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": "s3://capture/capture/"}
+        plain = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "plain.log")
+        capture = ServerProcess(model, env={**capturing, **env}, log_path=workdir / "capture.log")
+        with plain, capture:
+            plain.wait_ready(timeout=120)
+            capture.wait_ready(timeout=120)
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(args.rounds):
+                for name, server in (("off", plain), ("on", capture)):
+                    rates[name].append(
+                        wrk_requests_per_second(
+                            server.url + "/predict", args.duration, args.connections, workdir / "post.lua",
+                            workdir / "bodies.jsonl",
+                        )
+                    )  # fmt: skip
+        objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0)
+    ratios = [on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
+    ratio = statistics.median(ratios)
+    return {
+        "capture_off_rps": round(statistics.mean(rates["off"]), 1),
+        "capture_on_rps": round(statistics.mean(rates["on"]), 1),
+        "capture_throughput_ratio": round(ratio, 3),
+        "rounds": {key: [round(v, 1) for v in values] for key, values in rates.items()} | {"ratios": ratios},
+        "capture_objects_written": objects,
+        "targets": CAPTURE_TARGET,
+        "pass": {"capture_throughput_ratio": ratio >= CAPTURE_TARGET["capture_throughput_ratio"]},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -144,6 +183,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5, help="alternating live/predict wrk rounds (default 5)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server (default: the server's own)")
+    parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise WorkloadError("wrk is not installed (apt-get install -y wrk)")
@@ -159,6 +199,9 @@ def main() -> int:
         env = {"LOG_LEVEL": "WARNING"}
         if args.workers:
             env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.capture_overhead:
+            print(json.dumps(capture_overhead(args, model, workdir, env)))
+            return 0
         server = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "server.log")
         with server:
             start_to_ready = server.wait_ready(timeout=120)

@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     holder = ModelHolder(settings)
     app.extensions.update({ModelHolder.EXTENSION_KEY: holder, SETTINGS_KEY: settings})
     app.extensions[OPENAPI_KEY] = openapi_document(settings)
-    app.extensions[CAPTURE_KEY] = Capture(settings.capture_uri, settings.capture_percent, settings.capture_text)
+    app.extensions[CAPTURE_KEY] = Capture(settings)
     _install_metrics_hooks(app)
     _install_error_handlers(app)
     app.register_blueprint(routes)

@@ -36,13 +36,13 @@ from workload import storage
 from workload.bundle.predictor import Prediction, Predictor
 from workload.errors import first_line
 from workload.serving import metrics
+from workload.serving.settings import ServeSettings
 
 log = logging.getLogger("workload.serving.capture")
 
 # Worst case held per worker: QUEUE_RECORDS texts of MAX_TEXT_CHARS; an IMDB review averages ~1.3 kB.
 QUEUE_RECORDS = 5_000
 FLUSH_RECORDS = 1_000
-FLUSH_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 # A client-chosen id is echoed back only when it is short and plain; anything else gets a fresh one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -68,9 +68,10 @@ _STOP = object()
 class CaptureWriter:
     """The worker's background writer: `offer` from request threads, `close` once at shutdown."""
 
-    def __init__(self, uri: str, *, include_text: bool, s3_client: Any = None) -> None:
+    def __init__(self, uri: str, *, include_text: bool, flush_seconds: float, s3_client: Any = None) -> None:
         self.uri = uri.rstrip("/")
         self.include_text = include_text
+        self.flush_seconds = flush_seconds
         self._s3_client = s3_client
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_RECORDS)
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
@@ -105,7 +106,7 @@ class CaptureWriter:
 
     def _run(self) -> None:
         pending: list[_Pending] = []
-        deadline = time.monotonic() + FLUSH_SECONDS
+        deadline = time.monotonic() + self.flush_seconds
         while True:
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -116,7 +117,7 @@ class CaptureWriter:
             if item is _STOP or len(pending) >= FLUSH_RECORDS or time.monotonic() >= deadline:
                 self._flush(pending)
                 pending = []
-                deadline = time.monotonic() + FLUSH_SECONDS
+                deadline = time.monotonic() + self.flush_seconds
             if item is _STOP:
                 return
 
@@ -176,9 +177,13 @@ class CaptureWriter:
 class Capture:
     """The request side: draws the sample and hands it to this process's writer (created on first use)."""
 
-    def __init__(self, uri: str | None, percent: float, include_text: bool) -> None:
-        self.percent = percent
-        self.writer = CaptureWriter(uri, include_text=include_text) if uri is not None and percent > 0 else None
+    def __init__(self, settings: ServeSettings) -> None:
+        self.percent = settings.capture_percent
+        self.writer = None
+        if settings.capture_uri is not None and self.percent > 0:
+            self.writer = CaptureWriter(
+                settings.capture_uri, include_text=settings.capture_text, flush_seconds=settings.capture_flush_seconds
+            )
         if self.writer is not None:
             _WRITERS.append(self.writer)
 

@@ -6,7 +6,8 @@
 - `MODEL_RETRY_SECONDS` (10): how often a worker retries a missing or bad bundle while not ready.
 - `CAPTURE_PERCENT` (0): share of `/predict` requests recorded for monitoring, 0-100; needs `CAPTURE_URI`
   (s3://bucket/capture/ or a local folder). `CAPTURE_TEXT` (true): false keeps the review text out of the
-  records (the derived features stay). See `workload.monitoring.capture`.
+  records (the derived features stay). `CAPTURE_FLUSH_SECONDS` (30): how long a record may wait in the
+  worker's buffer before it is written. See `workload.serving.capture`.
 gunicorn.conf.py adds `WEB_CONCURRENCY`, `GUNICORN_TIMEOUT`, `GUNICORN_GRACEFUL_TIMEOUT`, `LOG_LEVEL`.
 """
 
@@ -47,6 +48,7 @@ class ServeSettings:
     capture_percent: float = 0.0
     capture_uri: str | None = None
     capture_text: bool = True
+    capture_flush_seconds: float = 30.0
 
     @classmethod
     def from_mapping(cls, overrides: Mapping[str, object] | None = None) -> ServeSettings:
@@ -78,7 +80,12 @@ def _capture_settings(source: Mapping[str, object]) -> dict[str, Any]:
     raw_text = str(source.get("CAPTURE_TEXT", "true")).strip().lower()
     if raw_text not in _BOOLEANS:
         raise WorkloadError(f"CAPTURE_TEXT must be true or false, got {source.get('CAPTURE_TEXT')!r}")
-    return {"capture_percent": percent, "capture_uri": uri, "capture_text": _BOOLEANS[raw_text]}
+    return {
+        "capture_percent": percent,
+        "capture_uri": uri,
+        "capture_text": _BOOLEANS[raw_text],
+        "capture_flush_seconds": _positive(source, "CAPTURE_FLUSH_SECONDS", 30.0, float),
+    }
 
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
