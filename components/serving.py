@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.storage import MODELS_PREFIX
+from components.storage import CAPTURE_PREFIX, MODELS_PREFIX
 
 CONTAINER_NAME = "api"
 CONTAINER_PORT = 8080
@@ -36,6 +36,8 @@ class ServingArgs:
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str] | None
     model_uri: pulumi.Input[str]
+    capture_environment: pulumi.Input[dict[str, str]]
+    """CAPTURE_PERCENT, CAPTURE_URI, CAPTURE_TEXT for the container (see ModelMonitoring.capture_environment)."""
     region: str
     cpu: int
     memory: int
@@ -89,7 +91,7 @@ class Serving(pulumi.ComponentResource):
         task_role = self._role(
             f"{name}-task",
             pulumi.Output.all(bucket_arn=args.bucket_arn, kms_key_arn=args.kms_key_arn).apply(
-                lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, **a)
+                lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, capture_prefix=CAPTURE_PREFIX, **a)
             ),
         )
         task_definition = aws.ecs.TaskDefinition(
@@ -107,7 +109,10 @@ class Serving(pulumi.ComponentResource):
             # Read-only root filesystem: /tmp (model cache, gunicorn heartbeat files) is the only writable path.
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
             container_definitions=pulumi.Output.all(
-                image=args.image_ref, model_uri=args.model_uri, log_group=log_group.name
+                image=args.image_ref,
+                model_uri=args.model_uri,
+                log_group=log_group.name,
+                capture=args.capture_environment,
             ).apply(lambda a: json.dumps([self._container(region=args.region, **a)])),
             opts=child,
         )
@@ -209,7 +214,9 @@ class Serving(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _container(*, image: str, model_uri: str, log_group: str, region: str) -> dict[str, Any]:
+    def _container(
+        *, image: str, model_uri: str, log_group: str, capture: dict[str, str], region: str
+    ) -> dict[str, Any]:
         return {
             "name": CONTAINER_NAME,
             "image": image,
@@ -217,7 +224,9 @@ class Serving(pulumi.ComponentResource):
             "user": APP_USER,
             "readonlyRootFilesystem": True,
             "portMappings": [{"containerPort": CONTAINER_PORT, "protocol": "tcp"}],
-            "environment": [{"name": "MODEL_URI", "value": model_uri}],
+            "environment": [
+                {"name": name, "value": value} for name, value in {"MODEL_URI": model_uri, **capture}.items()
+            ],
             "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/tmp", "readOnly": False}],
             "healthCheck": {
                 "command": [

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from infra_mocks import ACCOUNT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).resolve().parent / "run_program_under_mocks.py"
@@ -133,7 +134,8 @@ def test_data_lake_is_private_encrypted_versioned_and_tls_only(program):
 def test_task_definition_runs_the_pushed_image_by_digest_and_the_pinned_model(program):
     digest = program.one("docker:index/image:Image")["state"]["repoDigest"]
     assert "@sha256:" in digest
-    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    task = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
+    (container,) = json.loads(task["inputs"]["containerDefinitions"])
     assert container["image"] == digest == program.outputs["image"]
     assert {"name": "MODEL_URI", "value": program.outputs["model_uri"]} in container["environment"]
     assert container["readonlyRootFilesystem"] is True
@@ -238,7 +240,11 @@ def test_iam_policies_name_their_actions_and_resources(program):
             actions = _as_list(statement["Action"])
             assert not [a for a in actions if "*" in a], f"{name}: wildcard action in {statement}"
             if "*" in _as_list(statement.get("Resource", [])):
-                assert actions == ["ecr:GetAuthorizationToken"], f"{name}: '*' resource in {statement}"
+                # the two actions AWS scopes no other way: a registry-wide login, and metrics by namespace condition
+                scoped_by_namespace = actions == ["cloudwatch:PutMetricData"] and statement["Condition"] == {
+                    "StringEquals": {"cloudwatch:namespace": "IMDBSentiment/Monitoring"}
+                }
+                assert actions == ["ecr:GetAuthorizationToken"] or scoped_by_namespace, f"{name}: '*' in {statement}"
 
 
 def test_iam_policies_pass_parliament(program, parliament_findings):
@@ -255,11 +261,17 @@ def test_roles_trust_exactly_one_aws_service(program):
         "training-role": "ec2.amazonaws.com",
         "api-execution": "ecs-tasks.amazonaws.com",
         "api-task": "ecs-tasks.amazonaws.com",
+        "model-monitoring-execution": "ecs-tasks.amazonaws.com",
+        "model-monitoring-task": "ecs-tasks.amazonaws.com",
+        "model-monitoring-scheduler": "scheduler.amazonaws.com",
     }
     trusts = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"]) for r in program.of_type("aws:iam/role:Role")}
     assert set(trusts) == set(expected)
     for name, document in trusts.items():
         (statement,) = document["Statement"]
+        # the scheduler acts for the whole service: it may assume its role only on this account's behalf
+        condition = statement.pop("Condition", None)
+        assert condition == ({"StringEquals": {"aws:SourceAccount": ACCOUNT}} if "scheduler" in name else None)
         assert statement == {"Effect": "Allow", "Principal": {"Service": expected[name]}, "Action": "sts:AssumeRole"}
 
 
@@ -308,3 +320,31 @@ def test_every_schema_key_is_typed_described_and_defaults_to_its_type():
         assert spec.get("description"), f"{key} has no description"
         if "default" in spec:
             assert type(spec["default"]) is python_types[spec["type"]], f"{key}: default is not a {spec['type']}"
+
+
+def test_model_monitoring_follows_the_stack_config(program):
+    schedules = program.of_type("aws:scheduler/schedule:Schedule")
+    expression = _cfg(program, "monitoringSchedule")
+    assert [s["inputs"]["scheduleExpression"] for s in schedules] == ([expression] if expression else [])
+    task = program.named("aws:ecs/taskDefinition:TaskDefinition", "model-monitoring-task")
+    (job,) = json.loads(task["inputs"]["containerDefinitions"])
+    assert job["image"] == program.outputs["image"]
+    assert job["command"][job["command"].index("--model") + 1] == program.outputs["model_uri"]
+    assert job["command"][job["command"].index("--hours") + 1] == str(_cfg(program, "monitoringWindowHours"))
+    api = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
+    (container,) = json.loads(api["inputs"]["containerDefinitions"])
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["CAPTURE_PERCENT"] == str(_cfg(program, "capturePercent"))
+    assert environment["CAPTURE_URI"] == f"s3://{program.outputs['bucket']}/capture/"
+    assert environment["CAPTURE_TEXT"] == str(_cfg(program, "captureText")).lower()
+    rules = program.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["inputs"]["rules"]
+    (expiry,) = [r for r in rules if r.get("expiration")]
+    assert (expiry["filter"]["prefix"], expiry["expiration"]["days"]) == (
+        "capture/",
+        _cfg(program, "captureExpiryDays"),
+    )
+    drift_alarms = [
+        a for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a["name"].startswith("model-")
+    ]
+    assert len(drift_alarms) == 4
+    assert {a["inputs"]["dimensions"]["Stack"] for a in drift_alarms} == {program.stack}
