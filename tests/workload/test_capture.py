@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import queue
 import re
 import threading
 
@@ -112,13 +111,13 @@ def test_a_full_buffer_drops_and_counts_instead_of_waiting(tiny_bundle, tmp_path
     writer = app.extensions[CAPTURE_KEY].writer
     stuck = threading.Event()
     monkeypatch.setattr(writer, "_flush", lambda pending: stuck.wait(30))  # a writer that never finishes
-    monkeypatch.setattr(writer, "_queue", queue.Queue(maxsize=5))
+    monkeypatch.setattr(capture, "QUEUE_RECORDS", 5)
     monkeypatch.setattr(capture, "FLUSH_RECORDS", 1)
     before = dropped("dropped_full")
     client = app.test_client()
     statuses = [client.post("/predict", json={"text": REVIEWS[0]}).status_code for _ in range(20)]
     assert statuses == [200] * 20
-    assert dropped("dropped_full") - before >= 20 - 5 - 1  # at most the queue and the one in hand were kept
+    assert dropped("dropped_full") - before >= 20 - 5 - 1  # at most the buffer and the batch in hand were kept
     stuck.set()
     capture.close_all()
 
@@ -137,3 +136,16 @@ def test_bad_capture_settings_are_one_line_errors(config, message):
 
     with pytest.raises(WorkloadError, match=message):
         create_app(config)
+
+
+def test_the_features_captured_from_a_prediction_match_a_fresh_tokenization(tiny_bundle):
+    from workload.bundle.predictor import Predictor
+
+    predictor = Predictor.load(str(tiny_bundle))
+    texts = [f"{REVIEWS[i % 3]} {'word ' * (i % 7)}" for i in range(1_100)]  # more than one predict chunk
+    predictor.predict(texts)
+    reused, fresh = predictor.last_token_stats(), predictor.token_stats(texts)
+    assert reused.lengths.tolist() == fresh.lengths.tolist() and len(reused.lengths) == 1_100
+    assert reused.unknown_rates.tolist() == fresh.unknown_rates.tolist()
+    predictor.predict(texts[:2])
+    assert len(predictor.last_token_stats().lengths) == 2  # only the latest call's texts
