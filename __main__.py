@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.model_monitoring import ModelMonitoring, ModelMonitoringArgs, capture_environment
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs, source_version
@@ -36,6 +37,7 @@ lake = DataLake(
         infrequent_access_after_days=config.require_int("infrequentAccessAfterDays"),
         glacier_after_days=config.require_int("glacierAfterDays"),
         noncurrent_version_expiry_days=config.require_int("noncurrentVersionExpiryDays"),
+        capture_expiry_days=config.require_int("captureExpiryDays"),
     ),
     opts=with_provider,
 )
@@ -86,6 +88,9 @@ serving = Serving(
         bucket_arn=lake.bucket_arn,
         kms_key_arn=lake.kms_key_arn,
         model_uri=model_uri,
+        capture_environment=capture_environment(
+            lake.bucket_name, config.require_int("capturePercent"), config.require_bool("captureText")
+        ),
         region=region,
         cpu=config.require_int("serviceCpu"),
         memory=config.require_int("serviceMemory"),
@@ -118,6 +123,27 @@ monitoring = Monitoring(
     ),
     opts=with_provider,
 )
+model_monitoring = ModelMonitoring(
+    "model-monitoring",
+    ModelMonitoringArgs(
+        cluster_arn=serving.cluster_arn,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.task_subnet_ids,
+        assign_public_ip=network.tasks_get_public_ip,
+        image_ref=registry.image_ref,
+        repository_arn=registry.repository_arn,
+        bucket_name=lake.bucket_name,
+        bucket_arn=lake.bucket_arn,
+        kms_key_arn=lake.kms_key_arn,
+        model_uri=model_uri,
+        alarm_topic_arn=monitoring.topic_arn,
+        region=region,
+        schedule=config.require("monitoringSchedule"),
+        window_hours=config.require_int("monitoringWindowHours"),
+        log_retention_days=config.require_int("logRetentionDays"),
+    ),
+    opts=with_provider,
+)
 
 pulumi.export("endpoint", serving.endpoint)
 pulumi.export("bucket", lake.bucket_name)
@@ -134,3 +160,5 @@ pulumi.export("service_name", serving.service_name)
 pulumi.export("task_definition_arn", serving.task_definition_arn)
 pulumi.export("alert_topic_arn", monitoring.topic_arn)
 pulumi.export("dashboard_url", monitoring.dashboard_url)
+pulumi.export("monitoring_task_definition_arn", model_monitoring.task_definition_arn)
+pulumi.export("monitoring_report_uri", model_monitoring.report_uri)

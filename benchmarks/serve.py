@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py --model MODEL_URI [--reviews aclImdb_train.tar.gz]   # a trained bundle
     python benchmarks/serve.py --quick                                              # tiny synthetic bundle
+    python benchmarks/serve.py --quick --capture-overhead                           # data capture's cost
 
 It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
 measures, against these targets for a 2-core machine with the load generator on the same machine:
@@ -13,6 +14,9 @@ measures, against these targets for a 2-core machine with the load generator on 
   (no inference) on the same workers in the same run (alternating runs, so drift hits both alike);
 - health under load: while `wrk` keeps 128 connections sending maximum-size batches (MAX_BATCH reviews filling
   MAX_BODY_BYTES), `/health` on the ops port, polled every 50 ms, has p99 <= 1 s.
+With `--capture-overhead` it measures instead what data capture at 100 % costs: two servers, one capturing every
+request to an embedded S3 and one not, loaded in alternating wrk rounds; target: throughput with capture
+>= 95 % of without (median of the paired rounds).
 Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
 distribution. Needs `wrk` (Debian package `wrk`).
 """
@@ -38,6 +42,7 @@ from pathlib import Path
 
 from workload.errors import WorkloadError
 from workload.serving.settings import ServeSettings
+from workload_devtools.embedded_s3 import EmbeddedS3
 from workload_devtools.server_process import ServerProcess, get
 from workload_devtools.synthetic import synthetic_review, write_aclimdb_tarball
 
@@ -50,6 +55,7 @@ TARGETS = {
     "worker_peak_rss_mb": 120,
 }
 HEALTH_POLL_SECONDS = 0.05
+CAPTURE_TARGET = {"capture_throughput_ratio": 0.95}
 
 WRK_POST_SCRIPT = """
 -- Cycles through pre-built POST /predict requests, one JSON body per line of the file given after `--`.
@@ -204,6 +210,66 @@ def health_under_load(server: ServerProcess, workdir: Path, duration: int, conne
     }
 
 
+def server_cpu_seconds(server: ServerProcess) -> float:
+    """CPU time (user + system) the server's master and workers have used so far."""
+    assert server.process is not None
+    total = 0
+    for pid in {server.process.pid, *server.worker_pids()}:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: dict[str, str]) -> dict:
+    """Throughput of /predict with capture at 100 % against without, paired round by round."""
+    with EmbeddedS3() as s3:
+        s3.client().create_bucket(Bucket="capture")
+        capturing = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": "s3://capture/capture/"}
+        plain = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "plain.log")
+        capture = ServerProcess(model, env={**capturing, **env}, log_path=workdir / "capture.log")
+        with plain, capture:
+            plain.wait_ready(timeout=120)
+            capture.wait_ready(timeout=120)
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
+            # One unmeasured round each: steady state, not a worker's one-off start-up (the capturing one imports
+            # boto3 and builds its S3 client at its first write, about a CPU-second each).
+            for server in (plain, capture):
+                wrk_requests_per_second(
+                    server.url + "/predict", args.duration, args.connections, workdir / "post.lua",
+                    workdir / "bodies.jsonl",
+                )  # fmt: skip
+            for _ in range(args.rounds):
+                for name, server in (("off", plain), ("on", capture)):
+                    cpu_before = server_cpu_seconds(server)
+                    rate = wrk_requests_per_second(
+                        server.url + "/predict", args.duration, args.connections, workdir / "post.lua",
+                        workdir / "bodies.jsonl",
+                    )  # fmt: skip
+                    rates[name].append(rate)
+                    cpu_ms[name].append(1000 * (server_cpu_seconds(server) - cpu_before) / (rate * args.duration))
+        objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0)
+    ratios = [on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
+    ratio = statistics.median(ratios)
+    # On a shared machine throughput swings with other load; server CPU per request does not, and at saturation
+    # throughput is cores / CPU per request, so its ratio is the steadier estimate of capture's cost.
+    cpu_ratio = statistics.median(cpu_ms["off"]) / statistics.median(cpu_ms["on"])
+    return {
+        "cpu_ms_per_request": {key: round(statistics.median(values), 3) for key, values in cpu_ms.items()},
+        "capture_cpu_throughput_ratio": round(cpu_ratio, 3),
+        "capture_off_rps": round(statistics.mean(rates["off"]), 1),
+        "capture_on_rps": round(statistics.mean(rates["on"]), 1),
+        "capture_throughput_ratio": round(ratio, 3),
+        "rounds": {key: [round(v, 1) for v in values] for key, values in rates.items()} | {"ratios": ratios},
+        "capture_objects_written": objects,
+        "targets": CAPTURE_TARGET,
+        "pass": {
+            "capture_throughput_ratio": ratio >= CAPTURE_TARGET["capture_throughput_ratio"],
+            "capture_cpu_throughput_ratio": cpu_ratio >= CAPTURE_TARGET["capture_throughput_ratio"],
+        },
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -217,6 +283,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server (default: the server's own)")
     parser.add_argument("--load-connections", type=int, default=128, help="connections sending maximum batches")
     parser.add_argument("--load-duration", type=int, default=15, help="seconds of health-under-load (default 15)")
+    parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise WorkloadError("wrk is not installed (apt-get install -y wrk)")
@@ -232,6 +299,9 @@ def main() -> int:
         env = {"LOG_LEVEL": "WARNING"}
         if args.workers:
             env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.capture_overhead:
+            print(json.dumps(capture_overhead(args, model, workdir, env)))
+            return 0
         server = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "server.log")
         with server:
             start_to_ready = server.wait_ready(timeout=120)

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.model_monitoring import drift_widgets
 
 
 @dataclass(frozen=True)
@@ -235,5 +236,6 @@ class Monitoring(pulumi.ComponentResource):
                     [["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", cluster, "ServiceName", service]],
                     stat="Average",
                 ),
+                *drift_widgets(region),
             ]
         }

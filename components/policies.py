@@ -32,9 +32,13 @@ def to_json(doc: PolicyDocument) -> str:
     return json.dumps(doc, sort_keys=True)
 
 
-def assume_role_policy(service: str) -> PolicyDocument:
-    """Trust policy that lets one AWS service principal (e.g. `ec2.amazonaws.com`) assume the role."""
-    return document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
+def assume_role_policy(service: str, source_account: str | None = None) -> PolicyDocument:
+    """Trust policy that lets one AWS service principal (e.g. `ec2.amazonaws.com`) assume the role; with
+    `source_account`, only on behalf of that account (the confused-deputy guard for account-wide services)."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return document([statement])
 
 
 def _objects(bucket_arn: str, prefixes: Sequence[str]) -> list[str]:
@@ -110,8 +114,10 @@ def training_policy(
     return document(statements)
 
 
-def task_policy(*, bucket_arn: str, models_prefix: str, kms_key_arn: str | None = None) -> PolicyDocument:
-    """The API container may only read model bundles."""
+def task_policy(
+    *, bucket_arn: str, models_prefix: str, capture_prefix: str, kms_key_arn: str | None = None
+) -> PolicyDocument:
+    """The API container may only read model bundles and add data-capture records."""
     return document(
         [
             _list_prefixes(bucket_arn, [models_prefix]),
@@ -121,7 +127,72 @@ def task_policy(*, bucket_arn: str, models_prefix: str, kms_key_arn: str | None 
                 "Action": "s3:GetObject",
                 "Resource": _objects(bucket_arn, [models_prefix]),
             },
-            *_kms(kms_key_arn, ["kms:Decrypt"]),
+            {
+                "Sid": "WriteCapturedRequests",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": _objects(bucket_arn, [capture_prefix]),
+            },
+            *_kms(kms_key_arn, ["kms:Decrypt", "kms:GenerateDataKey"]),
+        ]
+    )
+
+
+def monitoring_job_policy(
+    *, bucket_arn: str, read_prefixes: Sequence[str], report_prefix: str, metric_namespace: str,
+    kms_key_arn: str | None = None,
+) -> PolicyDocument:  # fmt: skip
+    """The scheduled `monitor` task: read captured records and bundles, write its report, publish its metrics."""
+    return document(
+        [
+            _list_prefixes(bucket_arn, read_prefixes),
+            {
+                "Sid": "ReadCaptureAndModels",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": _objects(bucket_arn, read_prefixes),
+            },
+            {
+                "Sid": "WriteReports",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": _objects(bucket_arn, [report_prefix]),
+            },
+            {
+                # PutMetricData has no resource-level permissions; the namespace condition is its only scope.
+                "Sid": "PublishDriftMetrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace}},
+            },
+            *_kms(kms_key_arn, ["kms:Decrypt", "kms:GenerateDataKey"]),
+        ]
+    )
+
+
+def monitoring_scheduler_policy(
+    *, task_definition_arn: str, cluster_arn: str, role_arns: Sequence[str]
+) -> PolicyDocument:
+    """EventBridge Scheduler may start the monitoring task (any revision of its family, in its cluster only) and
+    hand ECS that task's two roles."""
+    family = task_definition_arn.rsplit(":", 1)[0]  # drop the revision
+    return document(
+        [
+            {
+                "Sid": "RunMonitoringTask",
+                "Effect": "Allow",
+                "Action": "ecs:RunTask",
+                "Resource": f"{family}:*",
+                "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
+            },
+            {
+                "Sid": "PassMonitoringTaskRoles",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": list(role_arns),
+                "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            },
         ]
     )
 

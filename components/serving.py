@@ -22,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies, recipes
-from components.storage import MODELS_PREFIX
+from components.storage import CAPTURE_PREFIX, MODELS_PREFIX
 
 CONTAINER_NAME = "api"
 APP_PORT = 8080
@@ -51,6 +51,8 @@ class ServingArgs:
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str] | None
     model_uri: pulumi.Input[str]
+    capture_environment: pulumi.Input[dict[str, str]]
+    """CAPTURE_PERCENT, CAPTURE_URI, CAPTURE_TEXT for the container (see ModelMonitoring.capture_environment)."""
     region: str
     cpu: int
     memory: int
@@ -84,6 +86,7 @@ class ServingArgs:
 class Serving(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
     service_name: pulumi.Output[str]
     load_balancer_arn_suffix: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
@@ -120,6 +123,7 @@ class Serving(pulumi.ComponentResource):
         scheme = "https" if args.certificate_arn else "http"
         self.endpoint = load_balancer.dns_name.apply(lambda dns: f"{scheme}://{dns}")
         self.cluster_name = cluster.name
+        self.cluster_arn = cluster.arn
         self.service_name = service.name
         self.load_balancer_arn_suffix = load_balancer.arn_suffix
         self.target_group_arn_suffix = target_group.arn_suffix
@@ -128,6 +132,7 @@ class Serving(pulumi.ComponentResource):
             {
                 "endpoint": self.endpoint,
                 "cluster_name": self.cluster_name,
+                "cluster_arn": self.cluster_arn,
                 "service_name": self.service_name,
                 "task_definition_arn": self.task_definition_arn,
             }
@@ -149,7 +154,7 @@ class Serving(pulumi.ComponentResource):
             f"{name}-task",
             ECS_TASKS_PRINCIPAL,
             pulumi.Output.all(bucket_arn=args.bucket_arn, kms_key_arn=args.kms_key_arn).apply(
-                lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, **a)
+                lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, capture_prefix=CAPTURE_PREFIX, **a)
             ),
         )
         return aws.ecs.TaskDefinition(
@@ -167,7 +172,10 @@ class Serving(pulumi.ComponentResource):
             # Read-only root filesystem: /tmp (model cache, gunicorn heartbeat files) is the only writable path.
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
             container_definitions=pulumi.Output.all(
-                image=args.image_ref, model_uri=args.model_uri, log_group=log_group.name
+                image=args.image_ref,
+                model_uri=args.model_uri,
+                log_group=log_group.name,
+                capture=args.capture_environment,
             ).apply(
                 lambda a: json.dumps(
                     [self._container(region=args.region, worker_timeout=args.worker_timeout_seconds, **a)]
@@ -264,13 +272,16 @@ class Serving(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _container(*, image: str, model_uri: str, log_group: str, region: str, worker_timeout: int) -> dict[str, Any]:
+    def _container(
+        *, image: str, model_uri: str, log_group: str, capture: dict[str, str], region: str, worker_timeout: int
+    ) -> dict[str, Any]:
         liveness_url = f"http://127.0.0.1:{OPS_PORT}{LIVENESS_PATH}"
         environment = {
             "MODEL_URI": model_uri,
             "OPS_PORT": str(OPS_PORT),
             "GUNICORN_TIMEOUT": str(worker_timeout),
             "GUNICORN_GRACEFUL_TIMEOUT": str(worker_timeout),
+            **capture,
         }
         return {
             "name": CONTAINER_NAME,

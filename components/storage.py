@@ -13,7 +13,8 @@ RAW_PREFIX = "raw/"
 PROCESSED_PREFIX = "processed/"
 MODELS_PREFIX = "models/"
 LOGS_PREFIX = "logs/"
-PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX)
+CAPTURE_PREFIX = "capture/"  # the API's data-capture records (workload.serving.capture), read by the monitoring job
+PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX, CAPTURE_PREFIX)
 # Raw archives and logs are written once and rarely read again, so they age into cheaper storage classes;
 # processed data and models stay in STANDARD because training and serving read them. Every training run reads
 # the raw tarball with a plain GetObject, which fails on a GLACIER (Flexible Retrieval) object until it is
@@ -31,6 +32,12 @@ class DataLakeArgs:
     infrequent_access_after_days: int
     glacier_after_days: int
     noncurrent_version_expiry_days: int
+    capture_expiry_days: int
+    """Captured requests (review texts, unless the API is told to leave them out) are deleted after this many days."""
+
+    def __post_init__(self) -> None:
+        if self.capture_expiry_days < 1:
+            raise ValueError(f"captureExpiryDays must be at least 1, got {self.capture_expiry_days}")
 
 
 class DataLake(pulumi.ComponentResource):
@@ -83,6 +90,12 @@ class DataLake(pulumi.ComponentResource):
                     for prefix, glacier_class in GLACIER_CLASS_BY_PREFIX.items()
                 ),
                 self._housekeeping_rule(args),
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="capture-expiry",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=CAPTURE_PREFIX),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.capture_expiry_days),
+                ),
             ],
             # Lifecycle rules on noncurrent versions only make sense once versioning is on.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),

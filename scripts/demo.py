@@ -2,15 +2,18 @@
 
 Steps: start a moto S3 server on 127.0.0.1, create the data-lake bucket with the storage component's prefix
 layout, upload the raw IMDB tarball to `raw/`, run the same `python -m workload ingest -> train -> evaluate`
-commands as the EC2 training user data against `s3://`, then serve the published bundle from S3 with gunicorn,
-send one smoke request and serve until Ctrl-C.
+commands as the EC2 training user data against `s3://`, then serve the published bundle from S3 with gunicorn
+(capturing every request to `capture/`) and send one smoke request. Then the monitoring loop: replay held-out
+reviews (the test split, else the validation carve-out) through the API and run `monitor` on what was
+captured (no drift expected), then replay only the negative ones and run it again (drift). Serve until Ctrl-C.
 
 Settings (environment variables):
   IMDB_SOURCE   path or http(s) URL of the aclImdb tarball (default: the official Stanford URL, whose sha256
                 ingest checks)
   DEMO_SAMPLE   keep N labelled reviews per split and label (`ingest --sample N`) for a quick tour
   DEMO_EPOCHS   training epochs (default: the workload's default)
-  DEMO_EXIT=1   exit after the smoke request instead of serving until Ctrl-C
+  DEMO_REPLAY   requests per replayed stream (default 300; the monitor needs 200 records for a verdict)
+  DEMO_EXIT=1   exit after the monitoring steps instead of serving until Ctrl-C
   DEMO_DIR      where logs and the download cache go (default: .demo)
 
 Every child process gets the S3 endpoint and dummy credentials in its own environment; this process's
@@ -33,20 +36,30 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
+from types import FrameType, SimpleNamespace
 
+from workload.bundle.format import CONFIG
 from workload.cli import SDK_LOGGERS
 from workload.data.ingest import OFFICIAL_SHA256, OFFICIAL_URL
+from workload.data.processed import Review, open_processed
 from workload.errors import WorkloadError
+from workload.modeling.evaluate import resolve_split, reviews_for_split
 from workload_devtools.embedded_s3 import EmbeddedS3
 from workload_devtools.server_process import ServerProcess
 
 BUCKET = "imdb-sentiment-demo"
 # The storage component's layout: raw tarballs, processed data, model bundles, logs.
-PREFIXES = ("raw/", "processed/", "models/", "logs/")
+PREFIXES = ("raw/", "processed/", "models/", "logs/", "capture/")
+CAPTURE_URI = f"s3://{BUCKET}/capture/"
+CAPTURE_FLUSH_SECONDS = 1  # the API's capture buffer is written this often, so `monitor` sees a replay at once
 SMOKE_TEXT = "The movie was amazing!"
-STEPS = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request")
+STEPS = (
+    "embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request",
+    "replay held-out reviews", "monitor", "replay a drifted stream", "monitor again",
+)  # fmt: skip
+DEFAULT_REPLAY = 300
 HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
 SILENT_HEARTBEAT_S = 30.0
@@ -116,6 +129,17 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15.0) 
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout)
     kill_process_group(process)
+
+
+def post_review(base_url: str, text: str) -> dict:
+    request = urllib.request.Request(
+        f"{base_url}/predict", data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise StepFailed(f"POST /predict answered {error.code}: {error.read()[:200]!r}") from error
 
 
 class Demo:
@@ -254,7 +278,12 @@ class Demo:
 
     def start_server(self, model_uri: str) -> str:
         log = self.log_dir / "serve.log"
-        self.server = ServerProcess(model_uri, env=self.child_env(), log_path=log)
+        capture = {
+            "CAPTURE_PERCENT": "100",
+            "CAPTURE_URI": CAPTURE_URI,
+            "CAPTURE_FLUSH_SECONDS": str(CAPTURE_FLUSH_SECONDS),
+        }
+        self.server = ServerProcess(model_uri, env={**self.child_env(), **capture}, log_path=log)
         print(f"      $ python -m workload serve --model {model_uri} --port {self.server.port}", flush=True)
         try:
             self.server.start().wait_ready(HEALTH_TIMEOUT_S)
@@ -265,22 +294,50 @@ class Demo:
         return self.server.url
 
     def smoke_request(self, base_url: str) -> None:
-        request = urllib.request.Request(
-            f"{base_url}/predict",
-            data=json.dumps({"text": SMOKE_TEXT}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise StepFailed(f"POST /predict answered {error.code}: {error.read()[:200]!r}") from error
+        answer = post_review(base_url, SMOKE_TEXT)
         print(f"      POST /predict {json.dumps({'text': SMOKE_TEXT})}")
         print(f"      -> {json.dumps(answer)}")
 
+    def held_out_reviews(self, data_uri: str, model_uri: str) -> list[Review]:
+        """The reviews `evaluate` used (test split, else the validation carve-out): never trained on."""
+        local = self.log_dir / "processed"
+        local.mkdir(exist_ok=True)
+        client = self.s3.client()
+        prefix = data_uri.removeprefix(f"s3://{BUCKET}/")
+        for item in client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]:
+            client.download_file(BUCKET, item["Key"], str(local / item["Key"].rsplit("/", 1)[1]))
+        config_key = f"{model_uri.removeprefix(f's3://{BUCKET}/')}/{CONFIG}"
+        bundle = SimpleNamespace(config=json.loads(client.get_object(Bucket=BUCKET, Key=config_key)["Body"].read()))
+        with open_processed(str(local)) as data:
+            return reviews_for_split(data, resolve_split(data, "auto"), bundle)  # type: ignore[arg-type]
+
+    def replay(self, base_url: str, texts: list[str], count: int) -> str:
+        """POST `count` requests cycling through `texts`; returns the time just before (the monitor's --since)."""
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        for index in range(count):
+            post_review(base_url, texts[index % len(texts)])
+        print(f"      {count} requests from {len(texts)} distinct reviews, all answered 200")
+        time.sleep(2 * CAPTURE_FLUSH_SECONDS + 1)  # every worker writes out its capture buffer
+        return since.isoformat(timespec="seconds")
+
+    def monitor(self, name: str, model_uri: str, since: str) -> None:
+        output = f"s3://{BUCKET}/logs/monitoring/{self.run_id}/{name}"
+        log = self.run_child(
+            f"monitor-{name}",
+            ["monitor", "--model", model_uri, "--capture", CAPTURE_URI, "--since", since, "--output", output],
+        )
+        summary = json.loads(last_line(log_tail(log)))
+        verdict = "DRIFT" if summary["drift"] else "no drift"
+        print(f"      verdict: {verdict} ({summary['n']} records of model {summary['model_version']})")
+        for check, result in summary["checks"].items():
+            print(f"      {check:>22}: {result['value']:.4f} (drift at {result['threshold']:g}) {result['status']}")
+        local = self.log_dir / f"report-{name}.html"
+        self.s3.client().download_file(BUCKET, f"{output.removeprefix(f's3://{BUCKET}/')}/report.html", str(local))
+        print(f"      report: {output}/report.html (copy: {local})")
+
     # --- the pipeline ---------------------------------------------------------------------------------
 
-    def run(self, source: str, sample: int | None, epochs: int | None, exit_after_smoke: bool) -> None:
+    def run(self, source: str, sample: int | None, epochs: int | None, replay: int, exit_after_smoke: bool) -> None:
         with self.step("embedded S3"):
             self.start_s3()
         with self.step("bucket"):
@@ -308,6 +365,16 @@ class Demo:
             print(f"      API on {base_url}, serving {model_uri}")
         with self.step("smoke request"):
             self.smoke_request(base_url)
+        with self.step("replay held-out reviews"):
+            held_out = self.held_out_reviews(data_uri, model_uri)
+            since = self.replay(base_url, [review.text for review in held_out], replay)
+        with self.step("monitor"):
+            self.monitor("held-out", model_uri, since)
+        with self.step("replay a drifted stream"):
+            print("      only the negative reviews, as if the audience had turned against every film")
+            since = self.replay(base_url, [review.text for review in held_out if review.label == "negative"], replay)
+        with self.step("monitor again"):
+            self.monitor("negative-only", model_uri, since)
 
         assert self.server is not None
         ops_url = self.server.ops_url
@@ -337,7 +404,8 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
     sample = os.environ.get("DEMO_SAMPLE") or None
     epochs = os.environ.get("DEMO_EPOCHS") or None
-    for name, value in (("DEMO_SAMPLE", sample), ("DEMO_EPOCHS", epochs)):
+    replay = os.environ.get("DEMO_REPLAY") or str(DEFAULT_REPLAY)
+    for name, value in (("DEMO_SAMPLE", sample), ("DEMO_EPOCHS", epochs), ("DEMO_REPLAY", replay)):
         if value is not None and not (value.isdigit() and int(value) > 0):
             print(f"demo: {name} must be a positive whole number, not {value!r}", file=sys.stderr)
             return 2
@@ -347,6 +415,7 @@ def main() -> int:
             source=os.environ.get("IMDB_SOURCE") or OFFICIAL_URL,
             sample=int(sample) if sample else None,
             epochs=int(epochs) if epochs else None,
+            replay=int(replay),
             exit_after_smoke=os.environ.get("DEMO_EXIT", "") not in ("", "0"),
         )
     except StepFailed as failure:

@@ -99,6 +99,10 @@ def test_demo_trains_publishes_serves_and_answers_positive(tmp_path: Path, marke
     out = result.stdout
     for step in ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request"):
         assert f"] {step}\n" in out
+    # the monitoring loop: held-out reviews look like the baseline, the negative-only stream is flagged
+    verdicts = [line.split("verdict: ")[1] for line in out.splitlines() if "verdict: " in line]
+    assert [verdict.split(" (")[0] for verdict in verdicts] == ["no drift", "DRIFT"], out
+    assert "positive_rate_change" in out and "/report.html (copy: " in out
     assert "--sample 150" in out
     assert "evaluated on the validation split (the source has no test split" in out
     assert "accuracy" in out

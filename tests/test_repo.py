@@ -302,7 +302,7 @@ def module_constants(path: Path) -> dict[str, object]:
 def test_demo_bucket_layout_matches_the_storage_component() -> None:
     storage = module_constants(REPO / "components" / "storage.py")
     demo = module_constants(REPO / "scripts" / "demo.py")
-    assert demo["PREFIXES"] == storage["PREFIXES"] == ("raw/", "processed/", "models/", "logs/")
+    assert demo["PREFIXES"] == storage["PREFIXES"] == ("raw/", "processed/", "models/", "logs/", "capture/")
 
 
 def test_config_table_is_generated_from_the_pulumi_yaml_schema() -> None:

@@ -24,6 +24,8 @@ from typing import Any
 
 import botocore.model
 import botocore.session
+from workload.monitoring.job import DRIFT_METRIC, METRIC_NAMES, RECORDS_METRIC
+from workload.monitoring.settings import NAMESPACE
 
 Resource = Mapping[str, Any]
 """One rendered resource: {"type", "name", "inputs", "state"} as the recording mocks keep it."""
@@ -121,6 +123,11 @@ METRIC_DIMENSIONS: dict[str, dict[str, frozenset[frozenset[str]]]] = {
                 frozenset({"InstanceType"}),
             }
         ),
+    ),
+    # The project's own namespace: exactly what `python -m workload monitor --publish-metrics` puts there.
+    NAMESPACE: dict.fromkeys(
+        (*METRIC_NAMES.values(), DRIFT_METRIC, RECORDS_METRIC),
+        frozenset({frozenset({"Stack"}), frozenset({"Stack", "ModelVersion"})}),
     ),
 }
 

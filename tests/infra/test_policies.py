@@ -19,7 +19,21 @@ DOCUMENTS = {
         log_group_arn=LOG_GROUP,
         kms_key_arn=KEY,
     ),
-    "task": policies.task_policy(bucket_arn=BUCKET, models_prefix="models/", kms_key_arn=KEY),
+    "task": policies.task_policy(
+        bucket_arn=BUCKET, models_prefix="models/", capture_prefix="capture/", kms_key_arn=KEY
+    ),
+    "monitoring-job": policies.monitoring_job_policy(
+        bucket_arn=BUCKET,
+        read_prefixes=["capture/", "models/"],
+        report_prefix="logs/monitoring/",
+        metric_namespace="IMDBSentiment/Monitoring",
+        kms_key_arn=KEY,
+    ),
+    "monitoring-scheduler": policies.monitoring_scheduler_policy(
+        task_definition_arn="arn:aws:ecs:eu-west-1:123456789012:task-definition/imdb-sentiment-dev-model-monitoring:3",
+        cluster_arn="arn:aws:ecs:eu-west-1:123456789012:cluster/model-monitoring-cluster",
+        role_arns=["arn:aws:iam::123456789012:role/job-task", "arn:aws:iam::123456789012:role/job-execution"],
+    ),
     "execution": policies.execution_policy(repository_arn=REPOSITORY, log_group_arn=LOG_GROUP),
     "bucket": policies.tls_only_bucket_policy(BUCKET),
 }
@@ -36,5 +50,9 @@ def test_parliament_flags_an_overbroad_policy(parliament_findings):
 
 
 def test_without_a_key_there_is_no_kms_statement():
-    document = policies.task_policy(bucket_arn=BUCKET, models_prefix="models/")
-    assert [s["Sid"] for s in document["Statement"]] == ["ListGrantedPrefixes", "ReadModelBundles"]
+    document = policies.task_policy(bucket_arn=BUCKET, models_prefix="models/", capture_prefix="capture/")
+    assert [s["Sid"] for s in document["Statement"]] == [
+        "ListGrantedPrefixes",
+        "ReadModelBundles",
+        "WriteCapturedRequests",
+    ]

@@ -11,6 +11,7 @@ from typing import Any
 import aws_rules
 import pytest
 import yaml
+from infra_mocks import ACCOUNT
 from run_program_under_mocks import STACKS, Program
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,8 @@ def test_data_lake_is_private_encrypted_versioned_and_tls_only(program):
 def test_task_definition_runs_the_pushed_image_by_digest_and_the_pinned_model(program):
     digest = program.one("docker:index/image:Image")["state"]["repoDigest"]
     assert "@sha256:" in digest
-    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    task = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
+    (container,) = json.loads(task["inputs"]["containerDefinitions"])
     assert container["image"] == digest == program.outputs["image"]
     assert {"name": "MODEL_URI", "value": program.outputs["model_uri"]} in container["environment"]
     assert container["readonlyRootFilesystem"] is True
@@ -122,7 +124,9 @@ def test_tasks_are_reachable_only_from_the_load_balancer(program):
     assert {rule["fromPort"] for rule in rules} == used
     egress = program.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
     assert {r["inputs"]["fromPort"] for r in egress if r["inputs"]["securityGroupId"] == alb_sg} == used
-    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    (container,) = json.loads(
+        program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")["inputs"]["containerDefinitions"]
+    )
     assert used == {mapping["containerPort"] for mapping in container["portMappings"]}
     (forwarded,) = program.one("aws:ecs/service:Service")["inputs"]["loadBalancers"]
     assert forwarded["containerPort"] == target_group["port"] != int(target_group["healthCheck"]["port"])
@@ -135,7 +139,9 @@ def _environment(container: dict[str, Any]) -> dict[str, str]:
 def test_deployments_and_scale_in_never_cut_a_request_short(program):
     """Fault 6: ECS deregisters a task, waits the target group's deregistration delay for in-flight requests, then
     sends SIGTERM and kills the container stopTimeout later. A request may run up to gunicorn's worker timeout."""
-    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    (container,) = json.loads(
+        program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")["inputs"]["containerDefinitions"]
+    )
     environment = _environment(container)
     # Set explicitly, from the stack config: never a default inside the image that the delay could drift from.
     worker_timeout = int(environment["GUNICORN_TIMEOUT"])
@@ -159,7 +165,9 @@ def test_every_writable_mount_is_a_volume_the_image_declares(program):
     """Fault 1: on Fargate an empty task volume is a root-owned 0755 directory, which the non-root, read-only-root
     container cannot write, unless the image declares VOLUME at that path (then it starts as a copy of the image's
     directory). /tmp must be writable for the model cache and gunicorn."""
-    (container,) = json.loads(program.one("aws:ecs/taskDefinition:TaskDefinition")["inputs"]["containerDefinitions"])
+    (container,) = json.loads(
+        program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")["inputs"]["containerDefinitions"]
+    )
     assert container["readonlyRootFilesystem"] is True
     writable = {mount["containerPath"] for mount in container["mountPoints"] if not mount.get("readOnly")}
     assert "/tmp" in writable
@@ -196,7 +204,7 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert service["healthCheckGracePeriodSeconds"] > 0
     # Fault 2: `pulumi up` waits for the rollout, and exports the revision the post-deploy check expects to run.
     assert service["waitForSteadyState"] is True
-    task_definition = program.one("aws:ecs/taskDefinition:TaskDefinition")
+    task_definition = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
     assert service["taskDefinition"] == task_definition["state"]["arn"] == program.outputs["task_definition_arn"]
     # Autoscaling owns the count after creation; `pulumi up` must not reset it.
     assert program.ignore_changes == {"api-service": ["desiredCount"]}
@@ -240,7 +248,11 @@ def test_iam_policies_name_their_actions_and_resources(program):
             actions = _as_list(statement["Action"])
             assert not [a for a in actions if "*" in a], f"{name}: wildcard action in {statement}"
             if "*" in _as_list(statement.get("Resource", [])):
-                assert actions == ["ecr:GetAuthorizationToken"], f"{name}: '*' resource in {statement}"
+                # the two actions AWS scopes no other way: a registry-wide login, and metrics by namespace condition
+                scoped_by_namespace = actions == ["cloudwatch:PutMetricData"] and statement["Condition"] == {
+                    "StringEquals": {"cloudwatch:namespace": "IMDBSentiment/Monitoring"}
+                }
+                assert actions == ["ecr:GetAuthorizationToken"] or scoped_by_namespace, f"{name}: '*' in {statement}"
 
 
 def test_iam_policies_pass_parliament(program, parliament_findings):
@@ -257,11 +269,17 @@ def test_roles_trust_exactly_one_aws_service(program):
         "training-role": "ec2.amazonaws.com",
         "api-execution": "ecs-tasks.amazonaws.com",
         "api-task": "ecs-tasks.amazonaws.com",
+        "model-monitoring-execution": "ecs-tasks.amazonaws.com",
+        "model-monitoring-task": "ecs-tasks.amazonaws.com",
+        "model-monitoring-scheduler": "scheduler.amazonaws.com",
     }
     trusts = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"]) for r in program.of_type("aws:iam/role:Role")}
     assert set(trusts) == set(expected)
     for name, document in trusts.items():
         (statement,) = document["Statement"]
+        # the scheduler acts for the whole service: it may assume its role only on this account's behalf
+        condition = statement.pop("Condition", None)
+        assert condition == ({"StringEquals": {"aws:SourceAccount": ACCOUNT}} if "scheduler" in name else None)
         assert statement == {"Effect": "Allow", "Principal": {"Service": expected[name]}, "Action": "sts:AssumeRole"}
 
 
@@ -312,7 +330,9 @@ def test_every_schema_key_is_typed_described_and_defaults_to_its_type():
             assert type(spec["default"]) is python_types[spec["type"]], f"{key}: default is not a {spec['type']}"
 
 
-# Ten minutes of what each metric publishes (one value a minute, None: no data point at all).
+# Ten minutes of what each metric publishes (one value a minute, None: no data point at all); a metric a
+# scenario leaves out (the drift metrics: no monitoring run in those ten minutes) publishes nothing.
+NO_DATA: list[float | None] = [None] * 10
 TOTAL_OUTAGE = {  # the release never turns healthy: no task registers, the load balancer answers 503
     "HealthyHostCount": [None] * 10,
     "UnHealthyHostCount": [0.0] * 10,
@@ -339,14 +359,18 @@ def _quiet_night(min_tasks: int) -> dict[str, list[float | None]]:
 
 def test_a_total_outage_fires_the_health_5xx_and_task_count_alarms(program):
     alarms = {a["inputs"]["metricName"]: a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    firing = {metric for metric, alarm in alarms.items() if aws_rules.alarm_fires(alarm, TOTAL_OUTAGE[metric])}
+    firing = {
+        metric for metric, alarm in alarms.items() if aws_rules.alarm_fires(alarm, TOTAL_OUTAGE.get(metric, NO_DATA))
+    }
     assert {"HealthyHostCount", "HTTPCode_ELB_5XX_Count", "RunningTaskCount"} <= firing
 
 
 def test_a_quiet_healthy_service_raises_no_alarm(program):
     quiet = _quiet_night(_cfg(program, "serviceMinCount"))
     alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    firing = [a["name"] for a in alarms if aws_rules.alarm_fires(a["inputs"], quiet[a["inputs"]["metricName"]])]
+    firing = [
+        a["name"] for a in alarms if aws_rules.alarm_fires(a["inputs"], quiet.get(a["inputs"]["metricName"], NO_DATA))
+    ]
     assert firing == []
 
 
@@ -356,3 +380,31 @@ def test_the_alarm_evaluation_follows_missing_data_rules():
     assert not aws_rules.alarm_fires({**alarm, "treatMissingData": "notBreaching"}, [None] * 5)
     assert not aws_rules.alarm_fires({**alarm, "treatMissingData": "breaching"}, [0, 0, 1, 1, 1])
     assert aws_rules.alarm_fires({**alarm, "treatMissingData": "missing"}, [0, 0, 0, None, None])
+
+
+def test_model_monitoring_follows_the_stack_config(program):
+    schedules = program.of_type("aws:scheduler/schedule:Schedule")
+    expression = _cfg(program, "monitoringSchedule")
+    assert [s["inputs"]["scheduleExpression"] for s in schedules] == ([expression] if expression else [])
+    task = program.named("aws:ecs/taskDefinition:TaskDefinition", "model-monitoring-task")
+    (job,) = json.loads(task["inputs"]["containerDefinitions"])
+    assert job["image"] == program.outputs["image"]
+    assert job["command"][job["command"].index("--model") + 1] == program.outputs["model_uri"]
+    assert job["command"][job["command"].index("--hours") + 1] == str(_cfg(program, "monitoringWindowHours"))
+    api = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
+    (container,) = json.loads(api["inputs"]["containerDefinitions"])
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["CAPTURE_PERCENT"] == str(_cfg(program, "capturePercent"))
+    assert environment["CAPTURE_URI"] == f"s3://{program.outputs['bucket']}/capture/"
+    assert environment["CAPTURE_TEXT"] == str(_cfg(program, "captureText")).lower()
+    rules = program.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["inputs"]["rules"]
+    (expiry,) = [r for r in rules if r.get("expiration")]
+    assert (expiry["filter"]["prefix"], expiry["expiration"]["days"]) == (
+        "capture/",
+        _cfg(program, "captureExpiryDays"),
+    )
+    drift_alarms = [
+        a for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a["name"].startswith("model-")
+    ]
+    assert len(drift_alarms) == 4
+    assert {a["inputs"]["dimensions"]["Stack"] for a in drift_alarms} == {program.stack}

@@ -16,6 +16,7 @@ ARGS = ServingArgs(
     bucket_arn="arn:aws:s3:::lake",
     kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234",
     model_uri="s3://lake/models/v7",
+    capture_environment={"CAPTURE_PERCENT": "25", "CAPTURE_URI": "s3://lake/capture/", "CAPTURE_TEXT": "false"},
     region="eu-west-1",
     cpu=1024,
     memory=2048,
@@ -48,7 +49,13 @@ def test_task_definition_pins_image_digest_and_model(run_pulumi, pulumi_mocks):
     assert task["requiresCompatibilities"] == ["FARGATE"]
     (container,) = json.loads(task["containerDefinitions"])
     assert container["image"] == DIGEST
-    assert {"name": "MODEL_URI", "value": "s3://lake/models/v7"} in container["environment"]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["MODEL_URI"] == "s3://lake/models/v7"
+    assert (environment["CAPTURE_PERCENT"], environment["CAPTURE_URI"], environment["CAPTURE_TEXT"]) == (
+        "25",
+        "s3://lake/capture/",
+        "false",
+    )
     assert {m["containerPort"] for m in container["portMappings"]} == {APP_PORT, OPS_PORT}
     assert container["readonlyRootFilesystem"] is True and container["user"] == "10001:10001"
     log_group = pulumi_mocks.one("aws:cloudwatch/logGroup:LogGroup")
@@ -62,7 +69,11 @@ def test_roles_split_image_pull_from_model_reads(run_pulumi, pulumi_mocks):
     task = {s["Sid"]: s for s in policies["api-task"]["Statement"]}
     assert task["ReadModelBundles"]["Resource"] == ["arn:aws:s3:::lake/models/*"]
     assert task["ListGrantedPrefixes"]["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
-    assert task["DataLakeKey"]["Action"] == ["kms:Decrypt"]
+    # capture: add objects under capture/ and nothing else (no read, list or delete of what was captured)
+    assert (task["WriteCapturedRequests"]["Action"], task["WriteCapturedRequests"]["Resource"]) == (
+        "s3:PutObject", ["arn:aws:s3:::lake/capture/*"]
+    )  # fmt: skip
+    assert task["DataLakeKey"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]  # SSE-KMS writes need a data key
     execution_actions = {
         action
         for s in policies["api-execution"]["Statement"]

@@ -11,6 +11,7 @@ ARGS = DataLakeArgs(
     infrequent_access_after_days=30,
     glacier_after_days=90,
     noncurrent_version_expiry_days=60,
+    capture_expiry_days=14,
 )
 
 
@@ -24,7 +25,7 @@ def test_outputs_name_the_bucket_and_its_prefixes(run_pulumi, pulumi_mocks):
     bucket = pulumi_mocks.one("aws:s3/bucket:Bucket")
     assert out["bucket"] == bucket.state["bucket"]
     assert out["arn"] == f"arn:aws:s3:::{out['bucket']}"
-    assert out["uris"] == {p: f"s3://{out['bucket']}/{p}/" for p in ("raw", "processed", "models", "logs")}
+    assert out["uris"] == {p: f"s3://{out['bucket']}/{p}/" for p in ("raw", "processed", "models", "logs", "capture")}
 
 
 def test_bucket_is_private_versioned_encrypted_and_tls_only(run_pulumi, pulumi_mocks):
@@ -83,3 +84,15 @@ def test_an_assertion_inside_apply_really_runs(pulumi_mocks):
     check("models")
     with pytest.raises(AssertionError, match="'models' != 'weights'"):
         check("weights")
+
+
+def test_captured_requests_expire_after_the_configured_days(run_pulumi, pulumi_mocks):
+    run_pulumi(build)
+    rules = pulumi_mocks.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    expiring = {rule["filter"].get("prefix"): rule["expiration"]["days"] for rule in rules if rule.get("expiration")}
+    assert expiring == {"capture/": 14}  # current objects expire nowhere else
+
+
+def test_capture_expiry_must_be_a_day_or_more():
+    with pytest.raises(ValueError, match="captureExpiryDays"):
+        DataLakeArgs(**{**ARGS.__dict__, "capture_expiry_days": 0})

@@ -37,17 +37,20 @@ def processed_data(tmp_path_factory: pytest.TempPathFactory, synthetic_tarball: 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, processed_data: Path) -> Path:
-    """A local bundle of the default architecture trained on the synthetic corpus in a few seconds."""
+    """A local bundle of the default architecture (with its baseline, like `train` writes) trained on the synthetic
+    corpus in a few seconds."""
     from workload.bundle.format import write_bundle
     from workload.data.processed import open_processed
     from workload.modeling.train import TrainOptions, train
+    from workload.monitoring.baseline import validation_baseline
 
     output = tmp_path_factory.mktemp("models") / "tiny"
     with open_processed(str(processed_data)) as data:
         trained = train(data, TrainOptions(epochs=3, threads=1))
         write_bundle(
-            str(output), trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=str(processed_data)
-        )
+            str(output), trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=str(processed_data),
+            baseline=lambda predictor: validation_baseline(predictor, data),
+        )  # fmt: skip
     return output
 
 

@@ -45,7 +45,9 @@ def test_tiny_bundle_classifies_clear_reviews(tiny_bundle):
 
 def test_manifest_lists_every_file_with_versions(tiny_bundle):
     manifest = json.loads((tiny_bundle / MANIFEST).read_text())
-    assert set(manifest["files"]) == {"weights.safetensors", "tokenizer.json", "config.json", "metrics.json"}
+    assert set(manifest["files"]) == {
+        "weights.safetensors", "tokenizer.json", "config.json", "metrics.json", "baseline.json"
+    }  # fmt: skip
     assert manifest["version"].startswith("ngram-")
     assert len(manifest["data_manifest_sha256"]) == 64
     assert manifest["code_version"]["package"] and "torch" in manifest["libraries"]

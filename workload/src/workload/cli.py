@@ -1,4 +1,4 @@
-"""`python -m workload <command>`: ingest, train, evaluate, predict, serve, launch-training.
+"""`python -m workload <command>`: ingest, train, evaluate, predict, serve, monitor, launch-training.
 
 Only the standard library is imported at module level, so `--help` is instant and the gunicorn master never
 imports torch; each command imports what it needs when it runs. A `WorkloadError` becomes one line on stderr
@@ -17,6 +17,7 @@ from pathlib import Path
 from workload.cloud import launch
 from workload.errors import WorkloadError
 from workload.logs import SDK_LOGGERS
+from workload.monitoring import settings as monitor_settings
 from workload.serving import server
 
 
@@ -44,6 +45,7 @@ def run_train(args: argparse.Namespace) -> int:
     from workload.bundle.format import write_bundle
     from workload.data.processed import open_processed
     from workload.modeling.train import TrainOptions, train
+    from workload.monitoring.baseline import validation_baseline
 
     # Refuse before training, not after it: publishing refuses too (that covers a race), but only at the end.
     exists = bool(storage.list_names(args.output)) if storage.is_s3(args.output) else Path(args.output).exists()
@@ -53,8 +55,9 @@ def run_train(args: argparse.Namespace) -> int:
     with open_processed(args.data) as data:
         trained = train(data, options)
         manifest = write_bundle(
-            args.output, trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=args.data
-        )
+            args.output, trained=trained, data_manifest_sha256=data.manifest_sha256, data_uri=args.data,
+            baseline=lambda predictor: validation_baseline(predictor, data),
+        )  # fmt: skip
     summary = {key: trained.metrics[key] for key in ("validation_accuracy", "best_epoch", "training_seconds")}
     print(json.dumps({"model": args.output, "version": manifest["version"], **summary}))
     return 0
@@ -80,6 +83,12 @@ def run_predict(args: argparse.Namespace) -> int:
     for text, prediction in zip(args.texts, predictor.predict(args.texts), strict=True):
         print(f"{prediction.label}\t{prediction.score:.4f}\t{text}")
     return 0
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    from workload.monitoring.job import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="bundle URI")
     predict.add_argument("texts", nargs="+", metavar="TEXT", help="review text")
 
+    monitor = command(
+        "monitor", "compare a model's captured traffic with its baseline; last stdout line is JSON", run_monitor
+    )
+    monitor_settings.configure_parser(monitor, positive_int)
     server.configure_parser(command("serve", "run the inference API under gunicorn", server.run))
     launch.configure_parser(command("launch-training", "start a training run on the stack's EC2", launch.run))
     return parser

@@ -119,6 +119,26 @@ def read_bytes(uri: str) -> bytes:
         return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+def write_bytes(uri: str, data: bytes, client: Any = None) -> None:
+    """Write one object (or local file) whole: a local file appears by rename, never half-written.
+
+    `client`: an S3 client to use instead of the default one (e.g. with shorter timeouts)."""
+    if not is_s3(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            partial.write_bytes(data)
+            partial.replace(path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise WorkloadError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+        return
+    bucket, key = split_s3(uri)
+    with s3_errors(uri):
+        (client or s3_client()).put_object(Bucket=bucket, Key=key, Body=data)
+
+
 def upload_file(path: Path, uri: str) -> None:
     bucket, key = split_s3(uri)
     with s3_errors(uri):

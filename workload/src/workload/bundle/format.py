@@ -6,6 +6,8 @@ A bundle is a folder (local or an S3 prefix):
     tokenizer.json        the `tokenizers` vocabulary and pipeline
     config.json           model config + training options (incl. the validation carve-out)
     metrics.json          training metrics
+    baseline.json         optional: the validation split as the model saw it (workload.monitoring.baseline);
+                          older bundles have none and still serve
     manifest.json         written last: version id, sha256 of every other file, data manifest hash, code and
                           library versions. A reader trusts only a bundle whose manifest verifies, exactly.
 """
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +29,7 @@ from workload import __version__, storage
 from workload.errors import WorkloadError
 
 if TYPE_CHECKING:  # torch is imported only when a bundle is written (by training)
+    from workload.bundle.predictor import Predictor
     from workload.modeling.train import TrainedModel
 
 MANIFEST = "manifest.json"
@@ -34,6 +38,7 @@ TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ONNX_MODEL = "model.onnx"
+BASELINE = "baseline.json"
 REQUIRED_FILES = (WEIGHTS, TOKENIZER, CONFIG, METRICS)
 FORMAT = "imdb-sentiment-bundle/2"
 # Format 1 differs only in having no model.onnx: its ngram bundles still load, its bilstm ones need retraining.
@@ -76,8 +81,18 @@ def code_version() -> dict[str, str | None]:
     return {"package": __version__, "git_commit": commit}
 
 
-def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, data_uri: str) -> dict:
+def write_bundle(
+    uri: str,
+    *,
+    trained: TrainedModel,
+    data_manifest_sha256: str,
+    data_uri: str,
+    baseline: Callable[[Predictor], dict] | None = None,
+) -> dict:
     """Write a trained model as a bundle exactly at `uri`; refuse to overwrite an existing one.
+
+    `baseline`, if given, describes the model's validation split from a predictor over the staged files, exactly
+    what the API will serve, and is written as baseline.json.
 
     Files are written to a staging folder first; the manifest is written (and uploaded) last. The refusal is
     `storage.publish_folder`'s, at publish time (so a bundle that appears meanwhile is not overwritten either)."""
@@ -90,6 +105,9 @@ def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, 
         trained.tokenizer.save(str(staging / TOKENIZER))
         _write_json(staging / CONFIG, {"model": trained.config.to_dict(), "training": trained.training})
         _write_json(staging / METRICS, trained.metrics)
+        if baseline is not None:
+            _write_json(staging / BASELINE, baseline(_staged_predictor(staging, trained)))
+            names += (BASELINE,)
         for name in names:
             (staging / name).chmod(0o644)  # safetensors writes owner-only files; a bundle is read by others
         files = {name: storage.sha256_file(staging / name) for name in names}
@@ -110,6 +128,15 @@ def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, 
         _write_json(staging / MANIFEST, manifest)
         storage.publish_folder(staging, uri, last=MANIFEST)
     return manifest
+
+
+def _staged_predictor(staging: Path, trained: TrainedModel) -> Predictor:
+    from workload.bundle.predictor import Predictor
+    from workload.bundle.scorers import load_scorer
+
+    config = {"model": trained.config.to_dict(), "training": trained.training}
+    scorer = load_scorer(trained.config, staging)
+    return Predictor(trained.config, trained.tokenizer, scorer, {"version": "unpublished"}, config)
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -63,6 +63,9 @@ class TextEncoder:
         # Without an id for unseen words the library's own behaviour decides, so the fast path stays off.
         self._vocab: dict[str, int] | None = vocab if self._unknown_id is not None else None
         self._added_tokens = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
+        # -1 (never a token id) for a tokenizer without an unknown token: nothing then counts as unknown.
+        unknown_id = tokenizer.token_to_id(UNKNOWN)
+        self.unknown_id: int = -1 if unknown_id is None else unknown_id
 
     def ids(self, text: str) -> list[int] | None:
         """The text's token ids by the fast path, or None where only the library is exact."""

@@ -19,10 +19,11 @@ from werkzeug.exceptions import HTTPException
 
 from workload.errors import first_line
 from workload.serving import metrics
+from workload.serving.capture import Capture
 from workload.serving.errors import HTTP_ERROR_CODES, ApiError
 from workload.serving.headers import SECURITY_HEADERS, relative_location
 from workload.serving.model_state import ModelHolder
-from workload.serving.routes import SETTINGS_KEY, routes
+from workload.serving.routes import CAPTURE_KEY, SETTINGS_KEY, routes
 from workload.serving.settings import ServeSettings
 
 log = logging.getLogger("workload.api")
@@ -40,6 +41,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.json.sort_keys = False
     holder = ModelHolder(settings)
     app.extensions.update({ModelHolder.EXTENSION_KEY: holder, SETTINGS_KEY: settings})
+    app.extensions[CAPTURE_KEY] = Capture(settings)
     _install_metrics_hooks(app)
     app.after_request(_secure)
     _install_error_handlers(app)

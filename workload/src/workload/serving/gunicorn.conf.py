@@ -101,3 +101,10 @@ def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
         server.ops_server.stop()
     if _metrics_dir_is_ours:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    # Runs in the worker on a graceful stop: write out the data-capture records still buffered.
+    from workload.serving.capture import close_all
+
+    close_all()

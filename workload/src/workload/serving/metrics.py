@@ -28,6 +28,11 @@ BATCH_SIZE = Histogram(
     "sentiment_batch_size", "Reviews per /predict request", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 PREDICTIONS = Counter("sentiment_predictions_total", "Predicted labels (raw drift signal)", ["label"])
+CAPTURE_RECORDS = Counter(
+    "sentiment_capture_records",
+    "Data-capture records by outcome: written, dropped_full (buffer full), dropped_failed (destination failed)",
+    ["outcome"],
+)
 MODEL_LOAD_SECONDS = Gauge(
     "sentiment_model_load_seconds",
     "Seconds the last model load took (fetch, verify, load)",

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from workload.bundle.predictor import Prediction
 from workload.errors import first_line
-from workload.serving import metrics
+from workload.serving import capture, metrics
 from workload.serving.errors import ApiError
 from workload.serving.model_state import ModelHolder
 from workload.serving.ops import NOT_READY_REASON
@@ -19,6 +19,8 @@ from workload.serving.schemas import PredictRequest, parse_predict_request
 from workload.serving.settings import ServeSettings
 
 SETTINGS_KEY = "serve_settings"
+CAPTURE_KEY = "data_capture"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 log = logging.getLogger("workload.api")
 
@@ -58,10 +60,22 @@ def predict() -> Response:
     parsed = parse_predict_request(_json_body(), settings.max_batch, settings.max_text_chars)
     version, predictions = predict_texts(parsed)
     if parsed.batch:
-        return jsonify(
+        response = jsonify(
             predictions=[{"label": p.label, "score": float(p.score)} for p in predictions], model_version=version
         )
-    return jsonify(label=predictions[0].label, score=float(predictions[0].score), model_version=version)
+    else:
+        response = jsonify(label=predictions[0].label, score=float(predictions[0].score), model_version=version)
+    response.headers[REQUEST_ID_HEADER] = _capture(parsed, predictions)
+    return response
+
+
+def _capture(parsed: PredictRequest, predictions: list[Prediction]) -> str:
+    """Hand the request to data capture (sampled, never blocking); returns the request id to echo."""
+    request_id = capture.request_id(request.headers.get(REQUEST_ID_HEADER))
+    predictor = _holder().predictor
+    assert predictor is not None  # predict_texts has just used it, and a loaded model is never unloaded
+    current_app.extensions[CAPTURE_KEY].record(request_id, predictor, parsed.texts, predictions)
+    return request_id
 
 
 @routes.route("/", methods=["GET", "POST"])

@@ -4,12 +4,17 @@
 - `MODEL_CACHE_DIR`: where S3 bundles are cached and verified (default: ~/.cache/imdb-sentiment).
 - `MAX_BODY_BYTES` (1 MiB), `MAX_BATCH` (64), `MAX_TEXT_CHARS` (20000): request limits (413 / 422).
 - `MODEL_RETRY_SECONDS` (10): how often a worker retries a missing or bad bundle while not ready.
+- `CAPTURE_PERCENT` (0): share of `/predict` requests recorded for monitoring, 0-100; needs `CAPTURE_URI`
+  (s3://bucket/capture/ or a local folder). `CAPTURE_TEXT` (true): false keeps the review text out of the
+  records (the derived features stay). `CAPTURE_FLUSH_SECONDS` (30): how long a record may wait in the
+  worker's buffer before it is written. See `workload.serving.capture`.
 gunicorn.conf.py adds `WEB_CONCURRENCY`, `GUNICORN_TIMEOUT`, `GUNICORN_GRACEFUL_TIMEOUT`, `LOG_LEVEL` and
 `OPS_PORT` (8081).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +46,10 @@ class ServeSettings:
     max_batch: int
     max_text_chars: int
     model_retry_seconds: float
+    capture_percent: float = 0.0
+    capture_uri: str | None = None
+    capture_text: bool = True
+    capture_flush_seconds: float = 30.0
 
     @classmethod
     def from_mapping(cls, overrides: Mapping[str, object] | None = None) -> ServeSettings:
@@ -54,4 +63,30 @@ class ServeSettings:
             # The longest IMDB review is ~14k characters; leave headroom without inviting huge inputs.
             max_text_chars=_positive(source, "MAX_TEXT_CHARS", 20_000, int),
             model_retry_seconds=_positive(source, "MODEL_RETRY_SECONDS", 10.0, float),
+            **_capture_settings(source),
         )
+
+
+def _capture_settings(source: Mapping[str, object]) -> dict[str, Any]:
+    raw_percent = source.get("CAPTURE_PERCENT") or 0
+    try:
+        percent = float(raw_percent)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        percent = math.nan
+    if not 0 <= percent <= 100:  # also rejects NaN
+        raise WorkloadError(f"CAPTURE_PERCENT must be a number from 0 to 100, got {raw_percent!r}")
+    uri = str(source["CAPTURE_URI"]) if source.get("CAPTURE_URI") else None
+    if percent > 0 and uri is None:
+        raise WorkloadError(f"CAPTURE_PERCENT is {raw_percent} but CAPTURE_URI is not set (where should records go?)")
+    raw_text = str(source.get("CAPTURE_TEXT", "true")).strip().lower()
+    if raw_text not in _BOOLEANS:
+        raise WorkloadError(f"CAPTURE_TEXT must be true or false, got {source.get('CAPTURE_TEXT')!r}")
+    return {
+        "capture_percent": percent,
+        "capture_uri": uri,
+        "capture_text": _BOOLEANS[raw_text],
+        "capture_flush_seconds": _positive(source, "CAPTURE_FLUSH_SECONDS", 30.0, float),
+    }
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
