@@ -74,6 +74,7 @@ class TrainOptions:
     threads: int | None = None  # None: the architecture's default
     validation_fraction: float = 0.1
     split_seed: int = 0
+    train_fraction: float = 1.0  # < 1: train on a stratified sample of the rest (the validation split is unchanged)
 
 
 @dataclass
@@ -168,9 +169,13 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     seed_everything(options.seed)
     started = time.perf_counter()
 
+    if not 0 < options.train_fraction <= 1:
+        raise WorkloadError(f"--train-fraction must be in (0, 1], got {options.train_fraction}")
     train_reviews, validation_reviews = split_validation(
         data.reviews("train"), options.validation_fraction, options.split_seed
     )
+    if options.train_fraction < 1:  # the same stratified, seeded carve-out picks the sample
+        train_reviews = split_validation(train_reviews, options.train_fraction, options.seed)[1]
     if not train_reviews or not validation_reviews:
         raise WorkloadError("the train split is too small to carve out a validation split")
     tokenizer = build_tokenizer((review.text for review in train_reviews), vocab_size=hyper.vocab_size)
