@@ -171,7 +171,7 @@ def check_workflows(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_workflows_validate_against_the_github_workflow_schema() -> None:
-    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml"]
+    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml", "promote.yml"]
     result = check_workflows(*WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -220,6 +220,22 @@ def test_deploy_previews_prs_updates_dev_on_main_and_gates_prod() -> None:
         "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'"
         in document["jobs"]["up-prod"]["if"]
     )
+
+
+def test_promote_gates_then_proposes_the_stack_file_change_as_a_pull_request() -> None:
+    document = workflow("promote.yml")
+    assert set(document["on"]) == {"workflow_dispatch"}
+    assert set(document["on"]["workflow_dispatch"]["inputs"]) == {"stack", "version"}
+    [job] = document["jobs"].values()
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    # inputs reach the shell through the environment, never spliced into the script (no injection)
+    assert 'models promote --stack "$STACK" -- "$VERSION"' in runs and "${{" not in runs
+    names = [step.get("uses", "").split("@")[0] for step in job["steps"]]
+    assert names.index("aws-actions/configure-aws-credentials") < names.index("peter-evans/create-pull-request")
+    [(_, proposal)] = steps_using(document, "peter-evans/create-pull-request")
+    assert proposal["with"]["body-path"] == "promotion.md"
+    assert proposal["with"]["add-paths"] == "Pulumi.${{ inputs.stack }}.yaml"
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
 
 
 def test_aws_access_is_oidc_only() -> None:
