@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.continuous_training import ContinuousTraining, ContinuousTrainingArgs, drift_alarm_prefix
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs, git_commit
@@ -72,7 +73,19 @@ training = TrainingCompute(
         epochs=config.require_int("trainingEpochs"),
         max_run_minutes=config.require_int("trainingMaxMinutes"),
         log_retention_days=config.require_int("logRetentionDays"),
+        serving_model_version=config.require("modelVersion"),
         run_tags=tags,
+    ),
+    opts=with_provider,
+)
+continuous_training = ContinuousTraining(
+    "continuous-training",
+    ContinuousTrainingArgs(
+        launch_template_id=training.launch_template_id,
+        launch_template_arn=training.launch_template_arn,
+        training_role_arn=training.role_arn,
+        retrain_schedule=config.require("retrainSchedule"),
+        drift_alarm_prefix=drift_alarm_prefix(pulumi.get_project(), pulumi.get_stack()),
     ),
     opts=with_provider,
 )
@@ -129,6 +142,7 @@ pulumi.export("region", region)
 pulumi.export("training_launch_template_id", training.launch_template_id)
 pulumi.export("training_role_arn", training.role_arn)
 pulumi.export("training_log_group", training.log_group_name)
+pulumi.export("training_launcher_arn", continuous_training.launcher_arn)
 pulumi.export("cluster_name", serving.cluster_name)
 pulumi.export("service_name", serving.service_name)
 pulumi.export("alert_topic_arn", monitoring.topic_arn)

@@ -88,6 +88,9 @@ def _outputs_for(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict
         case "aws:ec2/launchTemplate:LaunchTemplate":
             template_id = f"lt-{_short(name)[:17]}"
             return template_id, {"arn": f"{arn_prefix.format('ec2')}:launch-template/{template_id}", "latestVersion": 1}
+        case "aws:sfn/stateMachine:StateMachine":
+            arn = f"{arn_prefix.format('states')}:stateMachine:{given_name}"
+            return arn, {"name": given_name, "arn": arn}
         case "aws:cloudwatch/dashboard:Dashboard":
             return inputs["dashboardName"], {}
         case "aws:ec2/securityGroup:SecurityGroup":

@@ -255,7 +255,11 @@ def test_roles_trust_exactly_one_aws_service(program):
         "training-role": "ec2.amazonaws.com",
         "api-execution": "ecs-tasks.amazonaws.com",
         "api-task": "ecs-tasks.amazonaws.com",
+        "continuous-training-launcher": "states.amazonaws.com",
+        "continuous-training-on-drift": "events.amazonaws.com",
     }
+    if _cfg(program, "retrainSchedule"):
+        expected["continuous-training-schedule"] = "scheduler.amazonaws.com"
     trusts = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"]) for r in program.of_type("aws:iam/role:Role")}
     assert set(trusts) == set(expected)
     for name, document in trusts.items():
@@ -277,11 +281,61 @@ def test_training_instance_has_no_inbound_access_and_requires_imdsv2(program):
     assert program.outputs["training_launch_template_id"] == program.one("aws:ec2/launchTemplate:LaunchTemplate")["id"]
 
 
+def test_training_launcher_runs_only_the_training_template_and_passes_only_its_role(program):
+    template = program.one("aws:ec2/launchTemplate:LaunchTemplate")
+    template_arn = f"arn:aws:ec2:eu-west-1:123456789012:launch-template/{template['id']}"
+    training_role_arn = program.outputs["training_role_arn"]
+    launcher = program.one("aws:sfn/stateMachine:StateMachine")
+    [(_, task)] = json.loads(launcher["inputs"]["definition"])["States"].items()
+    assert task["Resource"] == "arn:aws:states:::aws-sdk:ec2:runInstances"
+    assert task["Parameters"]["LaunchTemplate"]["LaunchTemplateId"] == template["id"]
+
+    documents = program.policy_documents()
+    statements = documents["continuous-training-launcher.policy"]["Statement"]
+    actions = {action for statement in statements for action in _as_list(statement["Action"])}
+    assert actions == {"ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"}
+    for statement in statements:
+        resources = _as_list(statement["Resource"])
+        if statement["Action"] == "ec2:RunInstances":
+            assert template_arn in resources and not [
+                r for r in resources if "launch-template/" in r and r != template_arn
+            ]
+            assert statement["Condition"]["ArnEquals"] == {"ec2:LaunchTemplate": template_arn}
+            assert statement["Condition"]["Bool"] == {"ec2:IsLaunchTemplateResource": "true"}
+        elif statement["Action"] == "iam:PassRole":
+            assert resources == [training_role_arn]
+        else:
+            assert statement["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
+    triggers = [name for name in documents if name.startswith("continuous-training-") and name.endswith(".policy")]
+    assert len(triggers) == (3 if _cfg(program, "retrainSchedule") else 2)
+    for name in triggers:
+        if name != "continuous-training-launcher.policy":
+            [statement] = documents[name]["Statement"]
+            assert (statement["Action"], statement["Resource"]) == ("states:StartExecution", launcher["state"]["arn"])
+
+
+def test_training_starts_on_the_configured_schedule_and_on_drift_alarms(program):
+    schedules = program.of_type("aws:scheduler/schedule:Schedule")
+    launcher_arn = program.one("aws:sfn/stateMachine:StateMachine")["state"]["arn"]
+    if _cfg(program, "retrainSchedule"):
+        [schedule] = schedules
+        assert schedule["inputs"]["scheduleExpression"] == _cfg(program, "retrainSchedule")
+        assert schedule["inputs"]["target"]["arn"] == launcher_arn
+    else:
+        assert schedules == []
+    pattern = json.loads(program.one("aws:cloudwatch/eventRule:EventRule")["inputs"]["eventPattern"])
+    assert pattern["detail"]["alarmName"] == [{"prefix": f"imdb-sentiment-{program.stack}-drift"}]
+    assert pattern["detail"]["state"] == {"value": ["ALARM"]}
+    assert program.one("aws:cloudwatch/eventTarget:EventTarget")["inputs"]["arn"] == launcher_arn
+
+
 def test_training_user_data_targets_this_stack_and_passes_shell_checks(program, shell_check):
     template = program.one("aws:ec2/launchTemplate:LaunchTemplate")["inputs"]
     script = base64.b64decode(template["userData"]).decode()
     assert f"readonly BUCKET={program.outputs['bucket']}" in script
     assert f"readonly IMAGE={program.outputs['image']}" in script
+    assert f"readonly SERVING_MODEL_VERSION={_cfg(program, 'modelVersion')}" in script
+    assert 'models gate --candidate "$MODEL_URI" "${baseline[@]}" --data "$DATA_URI" --record' in script
     assert "shutdown -h now" in script and "trap finish EXIT" in script
     shell_check(script)
 
