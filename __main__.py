@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.canary import canary_settings
 from components.continuous_training import ContinuousTraining, ContinuousTrainingArgs, drift_alarm_prefix
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
@@ -113,6 +114,14 @@ serving = Serving(
         log_retention_days=config.require_int("logRetentionDays"),
         certificate_arn=config.require("certificateArn"),
         deletion_protection=config.require_bool("deletionProtection"),
+        canary=canary_settings(
+            config.require("deploymentStrategy"),
+            canary_percent=config.require_int("canaryPercent"),
+            canary_bake_minutes=config.require_int("canaryBakeMinutes"),
+            deployment_bake_minutes=config.require_int("deploymentBakeMinutes"),
+            error_5xx_per_minute=config.require_int("error5xxPerMinute"),
+            p99_latency_ms=config.require_int("p99LatencyMs"),
+        ),
     ),
     opts=with_provider,
 )

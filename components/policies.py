@@ -246,3 +246,36 @@ def start_execution_policy(state_machine_arn: str) -> PolicyDocument:
             }
         ]
     )
+
+
+def load_balancer_infrastructure_policy(*, target_group_arns: Sequence[str], listener_rule_arn: str) -> PolicyDocument:
+    """What ECS needs to shift traffic in a canary deployment: AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers,
+    narrowed to this service's two target groups and its production listener rule. Describe calls cannot be scoped
+    to a resource, so they keep `*`."""
+    return document(
+        [
+            {
+                "Sid": "ReadLoadBalancerState",
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "RegisterTasksInTheServiceTargetGroups",
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                "Resource": list(target_group_arns),
+            },
+            {
+                "Sid": "ShiftTrafficOnTheProductionRule",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:ModifyRule",
+                # `listener-rule/*/<lb>/<lb id>/...` matches only this rule, as the exact ARN would; written so because
+                # IAM's ModifyRule lists both rule formats (app/ and net/) and parliament wants a resource for each.
+                "Resource": listener_rule_arn.replace(":listener-rule/app/", ":listener-rule/*/", 1),
+            },
+        ]
+    )  # fmt: skip

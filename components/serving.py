@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.canary import CanaryArgs, CanaryRelease, CanarySettings
 from components.storage import MODELS_PREFIX
 
 CONTAINER_NAME = "api"
@@ -49,6 +50,8 @@ class ServingArgs:
     certificate_arn: str
     """An ACM certificate ARN turns on HTTPS (and HTTP redirects to it); empty serves plain HTTP."""
     deletion_protection: bool
+    canary: CanarySettings | None
+    """Deploy with ECS's CANARY strategy and roll back on alarms; None: ROLLING (circuit breaker only)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_count <= self.desired_count <= self.max_count:
@@ -150,24 +153,22 @@ class Serving(pulumi.ComponentResource):
             enable_deletion_protection=args.deletion_protection,
             opts=child,
         )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-tg",
-            port=CONTAINER_PORT,
-            protocol="HTTP",
-            target_type="ip",
-            vpc_id=args.vpc_id,
-            deregistration_delay=15,  # requests are short; don't hold deployments for the 300 s default
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=HEALTH_PATH,
-                matcher="200",
-                interval=15,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
-            ),
-            opts=child,
-        )
+        target_group = self._target_group(f"{name}-tg", args)
         listeners = self._listeners(name, args, load_balancer, target_group)
+        canary = (
+            CanaryRelease(
+                f"{name}-canary",
+                CanaryArgs(
+                    settings=args.canary,
+                    listener_arn=listeners[-1].arn,  # the one that forwards: HTTPS when there is a certificate
+                    load_balancer_arn_suffix=load_balancer.arn_suffix,
+                    target_groups=(target_group, self._target_group(f"{name}-tg-alternate", args)),
+                ),
+                opts=child,
+            )
+            if args.canary
+            else None
+        )
 
         service = aws.ecs.Service(
             f"{name}-service",
@@ -187,9 +188,17 @@ class Serving(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn, container_name=CONTAINER_NAME, container_port=CONTAINER_PORT
+                    target_group_arn=target_group.arn,
+                    container_name=CONTAINER_NAME,
+                    container_port=CONTAINER_PORT,
+                    advanced_configuration=canary.advanced_configuration if canary else None,
                 )
             ],
+            deployment_configuration=canary.deployment_configuration if canary else None,
+            alarms=canary.alarms if canary else None,
+            # A canary runs for its bake times: `pulumi up` waits for it, and Ctrl-C there rolls the deployment back.
+            wait_for_steady_state=bool(canary),
+            sigint_rollback=bool(canary),
             propagate_tags="SERVICE",
             # Autoscaling owns the running count after creation; `pulumi up` must not reset it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=listeners, ignore_changes=["desiredCount"]),
@@ -237,6 +246,25 @@ class Serving(pulumi.ComponentResource):
                 "options": {"awslogs-group": log_group, "awslogs-region": region, "awslogs-stream-prefix": "api"},
             },
         }
+
+    def _target_group(self, name: str, args: ServingArgs) -> aws.lb.TargetGroup:
+        return aws.lb.TargetGroup(
+            name,
+            port=CONTAINER_PORT,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            deregistration_delay=15,  # requests are short; don't hold deployments for the 300 s default
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=HEALTH_PATH,
+                matcher="200",
+                interval=15,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _role(self, name: str, policy: pulumi.Output[policies.PolicyDocument]) -> aws.iam.Role:
         role = aws.iam.Role(

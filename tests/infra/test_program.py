@@ -75,6 +75,16 @@ def program(request, tmp_path_factory) -> Program:
     return Program(json.loads(out.read_text()))
 
 
+# Actions IAM cannot scope to a resource: the only ones a policy may grant on "*".
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+}
+
+
 def _cfg(program: Program, key: str) -> Any:
     return program.config[f"imdb-sentiment:{key}"]
 
@@ -196,8 +206,9 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert service["deploymentMinimumHealthyPercent"] == 100
     assert service["deploymentMaximumPercent"] == 200
     assert service["healthCheckGracePeriodSeconds"] > 0
-    # Autoscaling owns the count after creation; `pulumi up` must not reset it.
-    assert program.ignore_changes == {"api-service": ["desiredCount"]}
+    # Autoscaling owns the count after creation; `pulumi up` must not reset it. ECS owns a canary rule's weights.
+    canary = {"api-canary-production": ["actions"]} if _cfg(program, "deploymentStrategy") == "CANARY" else {}
+    assert program.ignore_changes == {"api-service": ["desiredCount"], **canary}
     cpu = [
         p["inputs"]["targetTrackingScalingPolicyConfiguration"]
         for p in program.of_type("aws:appautoscaling/policy:Policy")
@@ -212,9 +223,55 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert target["maxCapacity"] == _cfg(program, "serviceMaxCount")
 
 
+def test_prod_releases_canaries_that_roll_back_on_alarms(program):
+    service = program.one("aws:ecs/service:Service")["inputs"]
+    if program.stack == "prod":
+        assert _cfg(program, "deploymentStrategy") == "CANARY"
+    if _cfg(program, "deploymentStrategy") != "CANARY":
+        assert not service.get("deploymentConfiguration") and not service.get("alarms")
+        assert len(program.of_type("aws:lb/targetGroup:TargetGroup")) == 1
+        return
+    deployment = service["deploymentConfiguration"]
+    assert deployment["strategy"] == "CANARY"
+    assert deployment["canaryConfiguration"] == {
+        "canaryPercent": _cfg(program, "canaryPercent"),
+        "canaryBakeTimeInMinutes": str(_cfg(program, "canaryBakeMinutes")),
+    }
+    assert deployment["bakeTimeInMinutes"] == str(_cfg(program, "deploymentBakeMinutes"))
+    assert service["sigintRollback"] is True and service["waitForSteadyState"] is True
+
+    # The alarms that roll back exist, and watch 5xx, p99 latency and unhealthy tasks in both target groups.
+    assert service["alarms"]["enable"] is True and service["alarms"]["rollback"] is True
+    alarms = {a["state"]["name"]: a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    watched = [alarms[name] for name in service["alarms"]["alarmNames"]]
+    metrics = {a.get("metricName") or "+".join(q["metric"]["metricName"] for q in a["metricQueries"] if "metric" in q)
+               for a in watched}  # fmt: skip
+    assert metrics == {"HTTPCode_Target_5XX_Count", "TargetResponseTime", "UnHealthyHostCount+UnHealthyHostCount"}
+
+    # The alternate target group and the production listener rule that ECS shifts between the two.
+    groups = {g["state"]["arn"]: g for g in program.of_type("aws:lb/targetGroup:TargetGroup")}
+    [balancer] = service["loadBalancers"]
+    advanced = balancer["advancedConfiguration"]
+    assert set(groups) == {balancer["targetGroupArn"], advanced["alternateTargetGroupArn"]} and len(groups) == 2
+    rule = program.one("aws:lb/listenerRule:ListenerRule")
+    assert advanced["productionListenerRule"] == rule["state"]["arn"]
+    forward = rule["inputs"]["actions"][0]["forward"]["targetGroups"]
+    assert {(g["arn"], g["weight"]) for g in forward} == {
+        (balancer["targetGroupArn"], 100), (advanced["alternateTargetGroupArn"], 0)
+    }  # fmt: skip
+    role = program.named("aws:iam/role:Role", "api-canary-infrastructure")
+    assert advanced["roleArn"] == role["state"]["arn"]
+    statements = program.policy_documents()["api-canary-infrastructure.policy"]["Statement"]
+    scoped = {r for s in statements if s["Resource"] != "*" for r in _as_list(s["Resource"])}
+    assert set(groups) <= scoped and len(scoped) == 3
+
+
 def test_alarms_notify_the_alert_topic(program):
     topic_arn = program.one("aws:sns/topic:Topic")["state"]["arn"]
-    alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    # The canary's rollback alarms (api-canary-rollback-*) act through ECS, not the topic.
+    alarms = [
+        a for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a["name"].startswith("monitoring-")
+    ]
     metrics = {a["inputs"]["metricName"] for a in alarms}
     assert {"CPUUtilization", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "UnHealthyHostCount"} <= metrics
     for alarm in alarms:
@@ -238,7 +295,7 @@ def test_iam_policies_name_their_actions_and_resources(program):
             actions = _as_list(statement["Action"])
             assert not [a for a in actions if "*" in a], f"{name}: wildcard action in {statement}"
             if "*" in _as_list(statement.get("Resource", [])):
-                assert actions == ["ecr:GetAuthorizationToken"], f"{name}: '*' resource in {statement}"
+                assert set(actions) <= UNSCOPABLE_ACTIONS, f"{name}: '*' resource in {statement}"
 
 
 def test_iam_policies_pass_parliament(program, parliament_findings):
@@ -260,6 +317,8 @@ def test_roles_trust_exactly_one_aws_service(program):
     }
     if _cfg(program, "retrainSchedule"):
         expected["continuous-training-schedule"] = "scheduler.amazonaws.com"
+    if _cfg(program, "deploymentStrategy") == "CANARY":
+        expected["api-canary-infrastructure"] = "ecs.amazonaws.com"
     trusts = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"]) for r in program.of_type("aws:iam/role:Role")}
     assert set(trusts) == set(expected)
     for name, document in trusts.items():
