@@ -259,6 +259,9 @@ def test_prod_releases_canaries_that_roll_back_on_alarms(program):
     assert {(g["arn"], g["weight"]) for g in forward} == {
         (balancer["targetGroupArn"], 100), (advanced["alternateTargetGroupArn"], 0)
     }  # fmt: skip
+    [unhealthy] = [a for a in watched if "metricQueries" in a]
+    queried = {q["metric"]["dimensions"]["TargetGroup"] for q in unhealthy["metricQueries"] if "metric" in q}
+    assert queried == {g["state"]["arnSuffix"] for g in groups.values()}  # the canary's group too, whichever it is
     role = program.named("aws:iam/role:Role", "api-canary-infrastructure")
     assert advanced["roleArn"] == role["state"]["arn"]
     statements = program.policy_documents()["api-canary-infrastructure.policy"]["Statement"]
