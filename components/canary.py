@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.roles import service_role
 
 STRATEGIES = ("ROLLING", "CANARY")
 
@@ -59,7 +60,6 @@ class CanaryRelease(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CanaryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:serving:CanaryRelease", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         production, alternate = args.target_groups
         rule = aws.lb.ListenerRule(
             f"{name}-production",
@@ -75,20 +75,15 @@ class CanaryRelease(pulumi.ComponentResource):
             # ECS owns the weights from the first deployment on; `pulumi up` must not shift traffic back.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"]),
         )  # fmt: skip
-        role = aws.iam.Role(
+        role = service_role(
             f"{name}-infrastructure",
-            assume_role_policy=policies.to_json(policies.assume_role_policy("ecs.amazonaws.com")),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-infrastructure",
-            role=role.id,
-            policy=pulumi.Output.all(production.arn, alternate.arn, rule.arn).apply(
-                lambda arns: policies.to_json(
-                    policies.load_balancer_infrastructure_policy(target_group_arns=arns[:2], listener_rule_arn=arns[2])
+            "ecs.amazonaws.com",
+            pulumi.Output.all(production.arn, alternate.arn, rule.arn).apply(
+                lambda arns: policies.load_balancer_infrastructure_policy(
+                    target_group_arns=arns[:2], listener_rule_arn=arns[2]
                 )
             ),
-            opts=child,
+            self,
         )
         alarm_names = [alarm.name for alarm in self._rollback_alarms(name, args)]
 

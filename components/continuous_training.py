@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.roles import service_role
 
 # What EventBridge Scheduler accepts: rate(...), cron(...) or at(...) for a one-off.
 SCHEDULE_EXPRESSION = re.compile(r"(rate|cron|at)\(.+\)")
@@ -56,12 +57,13 @@ class ContinuousTraining(pulumi.ComponentResource):
         super().__init__("imdb-sentiment:training:ContinuousTraining", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        launcher_role = self._role(
+        launcher_role = service_role(
             f"{name}-launcher",
             "states.amazonaws.com",
             pulumi.Output.all(
                 launch_template_arn=args.launch_template_arn, training_role_arn=args.training_role_arn
             ).apply(lambda a: policies.launch_training_policy(**a)),
+            self,
         )
         launcher = aws.sfn.StateMachine(
             f"{name}-launcher",
@@ -82,7 +84,7 @@ class ContinuousTraining(pulumi.ComponentResource):
                 flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
                 target=aws.scheduler.ScheduleTargetArgs(
                     arn=launcher.arn,
-                    role_arn=self._role(f"{name}-schedule", "scheduler.amazonaws.com", start_launcher).arn,
+                    role_arn=service_role(f"{name}-schedule", "scheduler.amazonaws.com", start_launcher, self).arn,
                 ),
                 opts=child,
             )
@@ -97,7 +99,7 @@ class ContinuousTraining(pulumi.ComponentResource):
             f"{name}-on-drift",
             rule=on_drift.name,
             arn=launcher.arn,
-            role_arn=self._role(f"{name}-on-drift", "events.amazonaws.com", start_launcher).arn,
+            role_arn=service_role(f"{name}-on-drift", "events.amazonaws.com", start_launcher, self).arn,
             opts=child,
         )
 
@@ -123,14 +125,3 @@ class ContinuousTraining(pulumi.ComponentResource):
             "detail-type": ["CloudWatch Alarm State Change"],
             "detail": {"alarmName": [{"prefix": prefix}], "state": {"value": ["ALARM"]}},
         }
-
-    def _role(self, name: str, service: str, policy: pulumi.Output[policies.PolicyDocument]) -> aws.iam.Role:
-        role = aws.iam.Role(
-            name,
-            assume_role_policy=policies.to_json(policies.assume_role_policy(service)),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        aws.iam.RolePolicy(
-            name, role=role.id, policy=policy.apply(policies.to_json), opts=pulumi.ResourceOptions(parent=self)
-        )
-        return role
