@@ -8,6 +8,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.canary import canary_settings
+from components.continuous_training import ContinuousTraining, ContinuousTrainingArgs, drift_alarm_prefix
 from components.model_monitoring import ModelMonitoring, ModelMonitoringArgs, capture_environment
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
@@ -72,7 +74,19 @@ training = TrainingCompute(
         epochs=config.require_int("trainingEpochs"),
         max_run_minutes=config.require_int("trainingMaxMinutes"),
         log_retention_days=config.require_int("logRetentionDays"),
+        serving_model_version=config.require("modelVersion"),
         run_tags=tags,
+    ),
+    opts=with_provider,
+)
+continuous_training = ContinuousTraining(
+    "continuous-training",
+    ContinuousTrainingArgs(
+        launch_template_id=training.launch_template_id,
+        launch_template_arn=training.launch_template_arn,
+        training_role_arn=training.role_arn,
+        retrain_schedule=config.require("retrainSchedule"),
+        drift_alarm_prefix=drift_alarm_prefix(pulumi.get_project(), pulumi.get_stack()),
     ),
     opts=with_provider,
 )
@@ -104,6 +118,14 @@ serving = Serving(
         log_retention_days=config.require_int("logRetentionDays"),
         certificate_arn=config.require("certificateArn"),
         deletion_protection=config.require_bool("deletionProtection"),
+        canary=canary_settings(
+            config.require("deploymentStrategy"),
+            canary_percent=config.require_int("canaryPercent"),
+            canary_bake_minutes=config.require_int("canaryBakeMinutes"),
+            deployment_bake_minutes=config.require_int("deploymentBakeMinutes"),
+            error_5xx_per_minute=config.require_int("error5xxPerMinute"),
+            p99_latency_ms=config.require_int("p99LatencyMs"),
+        ),
     ),
     opts=with_provider,
 )
@@ -155,6 +177,7 @@ pulumi.export("region", region)
 pulumi.export("training_launch_template_id", training.launch_template_id)
 pulumi.export("training_role_arn", training.role_arn)
 pulumi.export("training_log_group", training.log_group_name)
+pulumi.export("training_launcher_arn", continuous_training.launcher_arn)
 pulumi.export("cluster_name", serving.cluster_name)
 pulumi.export("service_name", serving.service_name)
 pulumi.export("task_definition_arn", serving.task_definition_arn)

@@ -251,3 +251,102 @@ def tls_only_bucket_policy(bucket_arn: str) -> PolicyDocument:
             }
         ]
     )
+
+
+# What ec2:RunInstances checks when it launches from a template: the template, the new instance, volume and network
+# interface, the template's subnet, security group and AMI, and for a Spot template the Spot request.
+RUN_INSTANCES_RESOURCE_TYPES = (
+    "instance", "volume", "network-interface", "subnet", "security-group", "spot-instances-request",
+)  # fmt: skip
+
+
+def launch_training_policy(*, launch_template_arn: str, training_role_arn: str) -> PolicyDocument:
+    """What starts a training run: RunInstances from the one launch template, with nothing taken from the request.
+
+    Every resource RunInstances checks must be launched through that template (`ec2:LaunchTemplate`) and come from
+    it (`ec2:IsLaunchTemplateResource`, EC2's documented "no overrides" condition): a caller can neither use another
+    template nor swap in another AMI, subnet or security group. The new instance's resources cannot be named in
+    advance, hence their `*` ids under those conditions. The template tags the instance and volume, which needs
+    CreateTags, but only as part of RunInstances. PassRole: the training role, to EC2 only.
+    """
+    partition, _, region, account = launch_template_arn.split(":")[1:5]
+    ec2 = f"arn:{partition}:ec2:{region}"
+    return document(
+        [
+            {
+                "Sid": "RunOnlyTheTrainingTemplate",
+                "Effect": "Allow",
+                "Action": "ec2:RunInstances",
+                "Resource": [
+                    launch_template_arn,
+                    *(f"{ec2}:{account}:{kind}/*" for kind in RUN_INSTANCES_RESOURCE_TYPES),
+                    f"{ec2}::image/*",
+                ],
+                "Condition": {
+                    "ArnEquals": {"ec2:LaunchTemplate": launch_template_arn},
+                    "Bool": {"ec2:IsLaunchTemplateResource": "true"},
+                },
+            },
+            {
+                "Sid": "TagTheRunAtLaunch",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": [f"{ec2}:{account}:instance/*", f"{ec2}:{account}:volume/*"],
+                "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+            },
+            {
+                "Sid": "PassTheTrainingRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": training_role_arn,
+                "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            },
+        ]
+    )
+
+
+def start_execution_policy(state_machine_arn: str) -> PolicyDocument:
+    """What a trigger (the schedule, the drift rule) may do: start the one launcher state machine."""
+    return document(
+        [
+            {
+                "Sid": "StartTheLauncher",
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": state_machine_arn,
+            }
+        ]
+    )
+
+
+def load_balancer_infrastructure_policy(*, target_group_arns: Sequence[str], listener_rule_arn: str) -> PolicyDocument:
+    """What ECS needs to shift traffic in a canary deployment: AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers,
+    narrowed to this service's two target groups and its production listener rule. Describe calls cannot be scoped
+    to a resource, so they keep `*`."""
+    return document(
+        [
+            {
+                "Sid": "ReadLoadBalancerState",
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "RegisterTasksInTheServiceTargetGroups",
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                "Resource": list(target_group_arns),
+            },
+            {
+                "Sid": "ShiftTrafficOnTheProductionRule",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:ModifyRule",
+                # `listener-rule/*/<lb>/<lb id>/...` matches only this rule, as the exact ARN would; written so because
+                # IAM's ModifyRule lists both rule formats (app/ and net/) and parliament wants a resource for each.
+                "Resource": listener_rule_arn.replace(":listener-rule/app/", ":listener-rule/*/", 1),
+            },
+        ]
+    )  # fmt: skip

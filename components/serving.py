@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies, recipes
+from components.canary import CanaryArgs, CanaryRelease, CanarySettings
 from components.storage import CAPTURE_PREFIX, MODELS_PREFIX
 
 CONTAINER_NAME = "api"
@@ -69,6 +70,8 @@ class ServingArgs:
     certificate_arn: str
     """An ACM certificate ARN turns on HTTPS (and HTTP redirects to it); empty serves plain HTTP."""
     deletion_protection: bool
+    canary: CanarySettings | None
+    """Deploy with ECS's CANARY strategy and roll back on alarms; None: ROLLING (circuit breaker only)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_count <= self.desired_count <= self.max_count:
@@ -113,9 +116,23 @@ class Serving(pulumi.ComponentResource):
             enable_deletion_protection=args.deletion_protection,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        target_group = self._target_group()
+        target_group = self._target_group(f"{name}-tg")
         listeners = self._listeners(load_balancer, target_group)
-        service = self._service(cluster, task_definition, task_sg, target_group, listeners)
+        canary = (
+            CanaryRelease(
+                f"{name}-canary",
+                CanaryArgs(
+                    settings=args.canary,
+                    listener_arn=listeners[-1].arn,  # the one that forwards: HTTPS when there is a certificate
+                    load_balancer_arn_suffix=load_balancer.arn_suffix,
+                    target_groups=(target_group, self._target_group(f"{name}-tg-alternate")),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            if args.canary
+            else None
+        )
+        service = self._service(cluster, task_definition, task_sg, target_group, listeners, canary)
         self._autoscaling(cluster, service, load_balancer, target_group)
 
         # With a certificate this is still the load balancer's own name, which no ACM certificate covers: clients
@@ -212,9 +229,9 @@ class Serving(pulumi.ComponentResource):
         recipes.https_egress(self, f"{name}-tasks-https-out", task_sg, "ECR, S3 and CloudWatch Logs")
         return alb_sg, task_sg
 
-    def _target_group(self) -> aws.lb.TargetGroup:
+    def _target_group(self, name: str) -> aws.lb.TargetGroup:
         return aws.lb.TargetGroup(
-            f"{self._name}-tg",
+            name,
             port=APP_PORT,  # the only port that gets traffic: /metrics and /openapi.json stay on the ops port
             protocol="HTTP",
             target_type="ip",
@@ -240,6 +257,7 @@ class Serving(pulumi.ComponentResource):
         task_sg: aws.ec2.SecurityGroup,
         target_group: aws.lb.TargetGroup,
         listeners: list[aws.lb.Listener],
+        canary: CanaryRelease | None,
     ) -> aws.ecs.Service:
         args = self._args
         return aws.ecs.Service(
@@ -260,9 +278,16 @@ class Serving(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn, container_name=CONTAINER_NAME, container_port=APP_PORT
+                    target_group_arn=target_group.arn,
+                    container_name=CONTAINER_NAME,
+                    container_port=APP_PORT,
+                    advanced_configuration=canary.advanced_configuration if canary else None,
                 )
             ],
+            deployment_configuration=canary.deployment_configuration if canary else None,
+            alarms=canary.alarms if canary else None,
+            # Ctrl-C during a (long, baking) canary rolls the deployment back instead of leaving it half-done.
+            sigint_rollback=bool(canary),
             propagate_tags="SERVICE",
             # `pulumi up` returns only once ECS has finished the rollout, so a release that never turns healthy
             # fails the update instead of being reported as deployed (see scripts/check_deployment.py).

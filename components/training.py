@@ -60,12 +60,15 @@ class TrainingArgs:
     max_run_minutes: int
     """Hard limit on a run: the instance schedules its own shutdown this long after boot."""
     log_retention_days: int
+    serving_model_version: str
+    """The stack's `modelVersion`: a run gates its bundle against it and records the verdict in the registry."""
     run_tags: dict[str, str]
     """Tags for the instances and volumes a run creates (the provider's default tags do not reach them)."""
 
 
 class TrainingCompute(pulumi.ComponentResource):
     launch_template_id: pulumi.Output[str]
+    launch_template_arn: pulumi.Output[str]
     role_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
 
@@ -99,11 +102,13 @@ class TrainingCompute(pulumi.ComponentResource):
         )
         template = self._launch_template(profile, security_group, self._user_data(log_group))
         self.launch_template_id = template.id
+        self.launch_template_arn = template.arn
         self.role_arn = role.arn
         self.log_group_name = log_group.name
         self.register_outputs(
             {
                 "launch_template_id": self.launch_template_id,
+                "launch_template_arn": self.launch_template_arn,
                 "role_arn": self.role_arn,
                 "log_group_name": self.log_group_name,
             }
@@ -126,6 +131,7 @@ class TrainingCompute(pulumi.ComponentResource):
                 "ARCH": args.arch,
                 "EPOCHS": str(args.epochs),
                 "MAX_RUN_MINUTES": str(args.max_run_minutes),
+                "SERVING_MODEL_VERSION": args.serving_model_version,
             }
             return base64.b64encode(render_user_data(settings).encode()).decode()
 

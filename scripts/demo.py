@@ -2,10 +2,12 @@
 
 Steps: start a moto S3 server on 127.0.0.1, create the data-lake bucket with the storage component's prefix
 layout, upload the raw IMDB tarball to `raw/`, run the same `python -m workload ingest -> train -> evaluate`
-commands as the EC2 training user data against `s3://`, then serve the published bundle from S3 with gunicorn
-(capturing every request to `capture/`) and send one smoke request. Then the monitoring loop: replay held-out
-reviews (the test split, else the validation carve-out) through the API and run `monitor` on what was
-captured (no drift expected), then replay only the negative ones and run it again (drift). Serve until Ctrl-C.
+commands as the EC2 training user data against `s3://` (the evaluation is recorded next to the bundle), train a
+deliberately weaker model on 1 % of the data and show the quality gate rejecting it, list the model registry,
+then serve the published bundle from S3 with gunicorn (capturing every request to `capture/`) and send one smoke
+request. Then the monitoring loop: replay held-out reviews (the test split, else the validation carve-out)
+through the API and run `monitor` on what was captured (no drift expected), then replay only the negative ones
+and run it again (drift). Serve until Ctrl-C.
 
 Settings (environment variables):
   IMDB_SOURCE   path or http(s) URL of the aclImdb tarball (default: the official Stanford URL, whose sha256
@@ -56,10 +58,13 @@ CAPTURE_URI = f"s3://{BUCKET}/capture/"
 CAPTURE_FLUSH_SECONDS = 1  # the API's capture buffer is written this often, so `monitor` sees a replay at once
 SMOKE_TEXT = "The movie was amazing!"
 STEPS = (
-    "embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request",
-    "replay held-out reviews", "monitor", "replay a drifted stream", "monitor again",
+    "embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "weaker model", "quality gate", "registry",
+    "serve", "smoke request", "replay held-out reviews", "monitor", "replay a drifted stream", "monitor again",
 )  # fmt: skip
 DEFAULT_REPLAY = 300
+# The deliberately weaker model the quality gate must reject: trained on 1 % of the same train split.
+WEAK_TRAIN_FRACTION = 0.01
+GATE_FAILED = 3  # `models gate`'s exit status for a rejected candidate
 HEALTH_TIMEOUT_S = 120.0
 HEARTBEAT_S = 10.0
 SILENT_HEARTBEAT_S = 30.0
@@ -111,6 +116,16 @@ def failure_reason(log: Path) -> str:
     if errors:
         return errors[-1].removeprefix("error:").strip()
     return last_line(tail) or "no output"
+
+
+def last_json_object(log: Path) -> dict:
+    """The last line of a step's log that is a JSON object (`evaluate` and `models gate` print theirs last)."""
+    for line in reversed(log_tail(log).splitlines()):
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(line)
+            if isinstance(value, dict):
+                return value
+    raise StepFailed(f"{log.stem} printed no JSON line", log)
 
 
 def kill_process_group(process: subprocess.Popen[bytes]) -> None:
@@ -183,7 +198,7 @@ class Demo:
             )
         return process, log
 
-    def run_child(self, name: str, cli_args: Sequence[str]) -> Path:
+    def run_child(self, name: str, cli_args: Sequence[str], ok_codes: Sequence[int] = (0,)) -> Path:
         """Run one CLI step to completion, echoing its latest progress line now and then."""
         process, log = self.start_child(name, cli_args)
         started = last_check = last_print = time.monotonic()
@@ -203,7 +218,7 @@ class Demo:
         finally:
             stop_process_group(process)
         self.upload_log(log)
-        if process.returncode != 0:
+        if process.returncode not in ok_codes:
             raise StepFailed(failure_reason(log), log)
         return log
 
@@ -259,14 +274,11 @@ class Demo:
         partial.rename(cached)
         return cached
 
-    def report_metrics(self, log: Path) -> None:
-        for line in reversed(log_tail(log).splitlines()):
-            with contextlib.suppress(json.JSONDecodeError):
-                metrics = json.loads(line)
-                if isinstance(metrics, dict):
-                    break
-        else:
-            raise StepFailed("evaluate printed no JSON metrics line", log)
+    def report_metrics(self, log: Path, model_uri: str) -> None:
+        metrics = last_json_object(log)
+        # Recorded next to the bundle, where the EC2 training run records its own: `models list` shows it.
+        bucket, key = model_uri.removeprefix("s3://").split("/", 1)
+        self.s3.client().put_object(Bucket=bucket, Key=f"{key}.evaluation.json", Body=json.dumps(metrics).encode())
         split = metrics.get("split")
         why = "" if split == "test" else " (the source has no test split, like the offline train-only tarball)"
         print(f"      evaluated on the {split} split{why}")
@@ -275,6 +287,21 @@ class Demo:
             print(f"      {key:>20}: {value:.4f}" if isinstance(value, float) else f"      {key:>20}: {value}")
         if "confusion_matrix" in metrics:
             print(f"      {'confusion_matrix':>20}: {metrics['confusion_matrix']}")
+
+    def quality_gate(self, candidate_uri: str, baseline_uri: str, data_uri: str) -> None:
+        arguments = ["models", "gate", "--candidate", candidate_uri, "--baseline", baseline_uri, "--data", data_uri]
+        verdict = last_json_object(self.run_child("gate", [*arguments, "--record"], ok_codes=(0, GATE_FAILED)))
+        print(f"      the weaker model {'PASSED' if verdict['passed'] else 'failed'} the gate:")
+        for reason in verdict["reasons"]:
+            print(f"        - {reason}")
+        if "latency_ratio" in verdict:
+            print(f"      p99 latency ratio to the first model: {verdict['latency_ratio']:.2f}")
+
+    def show_registry(self) -> None:
+        log = self.run_child("registry", ["models", "list", "--models-uri", f"s3://{BUCKET}/models"])
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if not LOG_RECORD.match(line):
+                print(f"      {line}")
 
     def start_server(self, model_uri: str) -> str:
         log = self.log_dir / "serve.log"
@@ -359,7 +386,15 @@ class Demo:
         with self.step("evaluate"):
             # auto: the test split when the source had one, else the validation carve-out; the JSON names it
             log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", "auto"])
-            self.report_metrics(log)
+            self.report_metrics(log, model_uri)
+        weak_uri = f"{model_uri}-weak"
+        with self.step("weaker model"):
+            weak_args = ["--output", weak_uri, "--train-fraction", str(WEAK_TRAIN_FRACTION), *epoch_args]
+            self.run_child("train-weak", ["train", "--data", data_uri, *weak_args])
+        with self.step("quality gate"):
+            self.quality_gate(weak_uri, model_uri, data_uri)
+        with self.step("registry"):
+            self.show_registry()
         with self.step("serve"):
             base_url = self.start_server(model_uri)
             print(f"      API on {base_url}, serving {model_uri}")

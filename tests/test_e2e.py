@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -97,12 +98,19 @@ def test_demo_trains_publishes_serves_and_answers_positive(tmp_path: Path, marke
 
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     out = result.stdout
-    for step in ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "serve", "smoke request"):
+    steps = ("embedded S3", "bucket", "raw data", "ingest", "train", "evaluate", "weaker model", "quality gate",
+             "registry", "serve", "smoke request")  # fmt: skip
+    for step in steps:
         assert f"] {step}\n" in out
     # the monitoring loop: held-out reviews look like the baseline, the negative-only stream is flagged
     verdicts = [line.split("verdict: ")[1] for line in out.splitlines() if "verdict: " in line]
     assert [verdict.split(" (")[0] for verdict in verdicts] == ["no drift", "DRIFT"], out
     assert "positive_rate_change" in out and "/report.html (copy: " in out
+    assert "the weaker model failed the gate:\n        - accuracy " in out
+    registry = out[out.index("] registry\n") : out.index("] serve\n")]
+    # the registry lists both bundles, the gated weak one with its recorded verdict
+    assert re.search(r"^ +\d{8}T\d{6}Z-weak +.* failed$", registry, flags=re.MULTILINE), registry
+    assert re.search(r"^ +\d{8}T\d{6}Z +.* validation +\d+ .* -$", registry, flags=re.MULTILINE), registry
     assert "--sample 150" in out
     assert "evaluated on the validation split (the source has no test split" in out
     assert "accuracy" in out

@@ -189,7 +189,7 @@ def stack_jobs(document: dict) -> dict[str, dict]:
 
 
 def test_workflows_and_actions_validate_against_github_schemas() -> None:
-    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml"]
+    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml", "promote.yml"]
     result = check_schema("vendor.github-workflows", *WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [path.parent.name for path in ACTIONS] == ["pulumi-stack"]
@@ -268,6 +268,22 @@ def test_every_update_ends_with_the_deployment_check() -> None:
     checks = [step for step in steps[pulumi_index + 1 :] if "scripts/check_deployment.py" in step.get("run", "")]
     assert [step["if"] for step in checks] == ["inputs.command == 'up'"]
     assert f"steps.{steps[pulumi_index]['id']}.outputs" in checks[0]["env"]["STACK_OUTPUTS"]
+
+
+def test_promote_gates_then_proposes_the_stack_file_change_as_a_pull_request() -> None:
+    document = workflow("promote.yml")
+    assert set(document["on"]) == {"workflow_dispatch"}
+    assert set(document["on"]["workflow_dispatch"]["inputs"]) == {"stack", "version"}
+    [job] = document["jobs"].values()
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    # inputs reach the shell through the environment, never spliced into the script (no injection)
+    assert 'models promote --stack "$STACK" -- "$VERSION"' in runs and "${{" not in runs
+    names = [step.get("uses", "").split("@")[0] for step in job["steps"]]
+    assert names.index("aws-actions/configure-aws-credentials") < names.index("peter-evans/create-pull-request")
+    [(_, proposal)] = steps_using(document, "peter-evans/create-pull-request")
+    assert proposal["with"]["body-path"] == "promotion.md"
+    assert proposal["with"]["add-paths"] == "Pulumi.${{ inputs.stack }}.yaml"
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
 
 
 def test_aws_access_is_oidc_only() -> None:

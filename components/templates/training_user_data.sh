@@ -66,6 +66,11 @@ workload=("$WORK_DIR/venv/bin/python" -m workload)
 # auto: the test split when raw/ holds the official tarball, the validation carve-out for a train-only one
 "${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split auto | tee "$WORK_DIR/evaluation.txt"
 tail -n 1 "$WORK_DIR/evaluation.txt" >"$WORK_DIR/evaluation.json"
-aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" \
-    "s3://${BUCKET}/${TRAINING_LOGS_PREFIX}${RUN_ID}.evaluation.json"
-echo "model ready: set modelVersion to ${RUN_ID} in the stack config and run pulumi up to promote it"
+# Registry records sit next to the bundle (models/<version>.*.json): `models list` shows them.
+aws s3 cp --only-show-errors "$WORK_DIR/evaluation.json" "${MODEL_URI}.evaluation.json"
+serving="s3://${BUCKET}/${MODELS_PREFIX}${SERVING_MODEL_VERSION}"
+baseline=(--baseline "$serving")
+aws s3 ls "${serving}/manifest.json" >/dev/null || baseline=()  # nothing served yet: the accuracy floor decides
+"${workload[@]}" models gate --candidate "$MODEL_URI" "${baseline[@]}" --data "$DATA_URI" --record \
+    || echo "the quality gate did not pass ${RUN_ID} (its verdict is above and in ${MODEL_URI}.gate.json)"
+echo "model ${RUN_ID} ready: promote it with the promote workflow (or models promote --stack STACK ${RUN_ID})"

@@ -20,9 +20,10 @@ NEUTRAL_WORDS = (
 )  # fmt: skip
 
 
-def synthetic_review(rng: random.Random, label: str, n_words: int = 40) -> str:
+def synthetic_review(rng: random.Random, label: str, n_words: int = 40, polar_rate: float = 0.25) -> str:
+    """`polar_rate`: the share of sentiment words; lower makes the labels harder to learn from few reviews."""
     polar = POSITIVE_WORDS if label == "pos" else NEGATIVE_WORDS if label == "neg" else POSITIVE_WORDS + NEGATIVE_WORDS
-    words = [rng.choice(polar) if rng.random() < 0.25 else rng.choice(NEUTRAL_WORDS) for _ in range(n_words)]
+    words = [rng.choice(polar) if rng.random() < polar_rate else rng.choice(NEUTRAL_WORDS) for _ in range(n_words)]
     half = n_words // 2
     return " ".join(words[:half]).capitalize() + ".<br /><br />" + " ".join(words[half:]) + "!"
 
@@ -35,6 +36,7 @@ def write_aclimdb(
     n_unsup: int = 10,
     seed: int = 0,
     splits: tuple[str, ...] = ("train", "test"),
+    polar_rate: float = 0.25,
 ) -> Path:
     """Write the corpus under `root/aclImdb` and return that folder. Counts are per label."""
     rng = random.Random(seed)
@@ -50,7 +52,7 @@ def write_aclimdb(
             folder.mkdir(parents=True, exist_ok=True)
             for _ in range(count):
                 rating = 0 if label == "unsup" else rng.randint(7, 10) if label == "pos" else rng.randint(1, 4)
-                text = synthetic_review(rng, label)
+                text = synthetic_review(rng, label, polar_rate=polar_rate)
                 (folder / f"{next_id}_{rating}.txt").write_text(text, encoding="utf-8")
                 next_id += 1
     return top

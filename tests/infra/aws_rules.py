@@ -359,9 +359,50 @@ def _metric_violations(namespace: str, metric: str, dimensions: Iterable[str], w
     return []
 
 
+def _metric_query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """A `metricQueries` entry as PutMetricAlarm's `Metrics` member."""
+    metric = query.get("metric")
+    stat = metric and {
+        "Metric": {
+            "Namespace": metric.get("namespace"),
+            "MetricName": metric.get("metricName"),
+            "Dimensions": [{"Name": k, "Value": v} for k, v in (metric.get("dimensions") or {}).items()],
+        },
+        "Period": metric.get("period"),
+        "Stat": metric.get("stat"),
+    }
+    return _drop_none(
+        {
+            "Id": query.get("id"),
+            "Expression": query.get("expression"),
+            "Label": query.get("label"),
+            "ReturnData": query.get("returnData"),
+            "MetricStat": stat,
+        }
+    )
+
+
+def _check_metric_queries(queries: list[Mapping[str, Any]], where: str) -> list[str]:
+    """Metric-math alarms: one query returns the alarm's data; each metric exists with those dimensions."""
+    found = []
+    if sum(bool(query.get("returnData")) for query in queries) != 1:
+        found.append(f"{where}: exactly one metric query must return data")
+    for query in queries:
+        metric = query.get("metric")
+        if metric is None:
+            continue
+        if not metric.get("stat"):
+            found.append(f"{where}: metric query {query.get('id')!r} needs a stat")
+        found += _metric_violations(
+            metric.get("namespace", ""), metric.get("metricName", ""), metric.get("dimensions") or {}, where
+        )
+    return found
+
+
 def _check_alarm(resource: Resource) -> list[str]:
     inputs, where = resource["inputs"], resource["name"]
     dimensions = inputs.get("dimensions") or {}
+    queries = inputs.get("metricQueries") or []
     request = _drop_none(
         {
             "AlarmName": _given_name(resource),
@@ -379,10 +420,15 @@ def _check_alarm(resource: Resource) -> list[str]:
             "Threshold": inputs.get("threshold"),
             "ComparisonOperator": inputs.get("comparisonOperator"),
             "TreatMissingData": inputs.get("treatMissingData"),
+            "Metrics": [_metric_query(query) for query in queries] or None,
         }
     )
     found = request_violations("cloudwatch", "PutMetricAlarm", request, where)
-    if ("Statistic" in request) == ("ExtendedStatistic" in request):
+    if queries:
+        if {"MetricName", "Namespace", "Statistic", "ExtendedStatistic"} & set(request):
+            found.append(f"{where}: a metric-query alarm sets no metric, namespace or statistic of its own")
+        found += _check_metric_queries(queries, where)
+    elif ("Statistic" in request) == ("ExtendedStatistic" in request):
         found.append(f"{where}: set exactly one of statistic and extendedStatistic")
     if "ExtendedStatistic" in request and not PERCENTILE.fullmatch(request["ExtendedStatistic"]):
         found.append(f"{where}: extendedStatistic {request['ExtendedStatistic']!r} is not a percentile p0..p100")
@@ -398,7 +444,8 @@ def _check_alarm(resource: Resource) -> list[str]:
             found.append(f"{where}: a static-threshold alarm needs {required}")
     if request.get("DatapointsToAlarm", 0) > request.get("EvaluationPeriods", 0):
         found.append(f"{where}: datapointsToAlarm exceeds evaluationPeriods")
-    found += _metric_violations(request.get("Namespace", ""), request.get("MetricName", ""), dimensions, where)
+    if not queries:
+        found += _metric_violations(request.get("Namespace", ""), request.get("MetricName", ""), dimensions, where)
     return found
 
 

@@ -88,6 +88,16 @@ def _outputs_for(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict
         case "aws:ec2/launchTemplate:LaunchTemplate":
             template_id = f"lt-{_short(name)[:17]}"
             return template_id, {"arn": f"{arn_prefix.format('ec2')}:launch-template/{template_id}", "latestVersion": 1}
+        case "aws:lb/listener:Listener" | "aws:lb/listenerRule:ListenerRule":
+            kind = "listener" if typ.endswith("Listener") else "listener-rule"
+            path = f"app/api-alb/{_short('alb')}/{_short(name)}" + ("" if kind == "listener" else f"/{_short(kind)}")
+            arn = f"{arn_prefix.format('elasticloadbalancing')}:{kind}/{path}"
+            return arn, {"arn": arn}
+        case "aws:cloudwatch/metricAlarm:MetricAlarm":
+            return given_name, {"name": given_name, "arn": f"{arn_prefix.format('cloudwatch')}:alarm:{given_name}"}
+        case "aws:sfn/stateMachine:StateMachine":
+            arn = f"{arn_prefix.format('states')}:stateMachine:{given_name}"
+            return arn, {"name": given_name, "arn": arn}
         case "aws:cloudwatch/dashboard:Dashboard":
             return inputs["dashboardName"], {}
         case "aws:ec2/securityGroup:SecurityGroup":

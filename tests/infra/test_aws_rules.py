@@ -34,7 +34,7 @@ def _alarm(resources: Resources, metric: str) -> dict[str, Any]:
     return next(
         r["inputs"]
         for r in resources
-        if r["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm" and r["inputs"]["metricName"] == metric
+        if r["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm" and r["inputs"].get("metricName") == metric
     )
 
 

@@ -36,6 +36,13 @@ DOCUMENTS = {
     ),
     "execution": policies.execution_policy(repository_arn=REPOSITORY, log_group_arn=LOG_GROUP),
     "bucket": policies.tls_only_bucket_policy(BUCKET),
+    "launch-training": policies.launch_training_policy(
+        launch_template_arn="arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-0123456789abcdef0",
+        training_role_arn="arn:aws:iam::123456789012:role/training-role",
+    ),
+    "start-launcher": policies.start_execution_policy(
+        "arn:aws:states:eu-west-1:123456789012:stateMachine:continuous-training-launcher"
+    ),
 }
 
 

@@ -27,6 +27,16 @@ REQUIRED_OUTPUTS = [
 ]
 
 
+# Actions IAM cannot scope to a resource: the only ones a policy may grant on "*".
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+}
+
+
 def _cfg(program: Program, key: str) -> Any:
     return program.config[f"imdb-sentiment:{key}"]
 
@@ -119,8 +129,10 @@ def test_tasks_are_reachable_only_from_the_load_balancer(program):
         assert rule["fromPort"] == rule["toPort"]
     _assert_no_inline_ingress(program, task_sg)
     # Every port the load balancer uses (traffic and health checks) is open to it both ways, and in the container.
-    target_group = program.one("aws:lb/targetGroup:TargetGroup")["inputs"]
-    used = {target_group["port"], int(target_group["healthCheck"]["port"])}
+    # With a canary, prod has a second (alternate) target group: it must be used the same way.
+    target_groups = [group["inputs"] for group in program.of_type("aws:lb/targetGroup:TargetGroup")]
+    used = {port for group in target_groups for port in (group["port"], int(group["healthCheck"]["port"]))}
+    target_group = target_groups[0]
     assert {rule["fromPort"] for rule in rules} == used
     egress = program.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
     assert {r["inputs"]["fromPort"] for r in egress if r["inputs"]["securityGroupId"] == alb_sg} == used
@@ -146,8 +158,8 @@ def test_deployments_and_scale_in_never_cut_a_request_short(program):
     # Set explicitly, from the stack config: never a default inside the image that the delay could drift from.
     worker_timeout = int(environment["GUNICORN_TIMEOUT"])
     assert worker_timeout == _cfg(program, "workerTimeoutSeconds")
-    delay = program.one("aws:lb/targetGroup:TargetGroup")["inputs"]["deregistrationDelay"]
-    assert delay > worker_timeout
+    for group in program.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group["inputs"]["deregistrationDelay"] > worker_timeout, group["name"]
     assert container["stopTimeout"] > int(environment["GUNICORN_GRACEFUL_TIMEOUT"])
 
 
@@ -206,8 +218,9 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert service["waitForSteadyState"] is True
     task_definition = program.named("aws:ecs/taskDefinition:TaskDefinition", "api-task")
     assert service["taskDefinition"] == task_definition["state"]["arn"] == program.outputs["task_definition_arn"]
-    # Autoscaling owns the count after creation; `pulumi up` must not reset it.
-    assert program.ignore_changes == {"api-service": ["desiredCount"]}
+    # Autoscaling owns the count after creation; `pulumi up` must not reset it. ECS owns a canary rule's weights.
+    canary = {"api-canary-production": ["actions"]} if _cfg(program, "deploymentStrategy") == "CANARY" else {}
+    assert program.ignore_changes == {"api-service": ["desiredCount"], **canary}
     cpu = [
         p["inputs"]["targetTrackingScalingPolicyConfiguration"]
         for p in program.of_type("aws:appautoscaling/policy:Policy")
@@ -222,9 +235,58 @@ def test_service_deploys_safely_and_scales_on_cpu(program):
     assert target["maxCapacity"] == _cfg(program, "serviceMaxCount")
 
 
+def test_prod_releases_canaries_that_roll_back_on_alarms(program):
+    service = program.one("aws:ecs/service:Service")["inputs"]
+    if program.stack == "prod":
+        assert _cfg(program, "deploymentStrategy") == "CANARY"
+    if _cfg(program, "deploymentStrategy") != "CANARY":
+        assert not service.get("deploymentConfiguration") and not service.get("alarms")
+        assert len(program.of_type("aws:lb/targetGroup:TargetGroup")) == 1
+        return
+    deployment = service["deploymentConfiguration"]
+    assert deployment["strategy"] == "CANARY"
+    assert deployment["canaryConfiguration"] == {
+        "canaryPercent": _cfg(program, "canaryPercent"),
+        "canaryBakeTimeInMinutes": str(_cfg(program, "canaryBakeMinutes")),
+    }
+    assert deployment["bakeTimeInMinutes"] == str(_cfg(program, "deploymentBakeMinutes"))
+    assert service["sigintRollback"] is True and service["waitForSteadyState"] is True
+
+    # The alarms that roll back exist, and watch 5xx, p99 latency and unhealthy tasks in both target groups.
+    assert service["alarms"]["enable"] is True and service["alarms"]["rollback"] is True
+    alarms = {a["state"]["name"]: a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    watched = [alarms[name] for name in service["alarms"]["alarmNames"]]
+    metrics = {a.get("metricName") or "+".join(q["metric"]["metricName"] for q in a["metricQueries"] if "metric" in q)
+               for a in watched}  # fmt: skip
+    assert metrics == {"HTTPCode_Target_5XX_Count", "TargetResponseTime", "UnHealthyHostCount+UnHealthyHostCount"}
+
+    # The alternate target group and the production listener rule that ECS shifts between the two.
+    groups = {g["state"]["arn"]: g for g in program.of_type("aws:lb/targetGroup:TargetGroup")}
+    [balancer] = service["loadBalancers"]
+    advanced = balancer["advancedConfiguration"]
+    assert set(groups) == {balancer["targetGroupArn"], advanced["alternateTargetGroupArn"]} and len(groups) == 2
+    rule = program.one("aws:lb/listenerRule:ListenerRule")
+    assert advanced["productionListenerRule"] == rule["state"]["arn"]
+    forward = rule["inputs"]["actions"][0]["forward"]["targetGroups"]
+    assert {(g["arn"], g["weight"]) for g in forward} == {
+        (balancer["targetGroupArn"], 100), (advanced["alternateTargetGroupArn"], 0)
+    }  # fmt: skip
+    [unhealthy] = [a for a in watched if "metricQueries" in a]
+    queried = {q["metric"]["dimensions"]["TargetGroup"] for q in unhealthy["metricQueries"] if "metric" in q}
+    assert queried == {g["state"]["arnSuffix"] for g in groups.values()}  # the canary's group too, whichever it is
+    role = program.named("aws:iam/role:Role", "api-canary-infrastructure")
+    assert advanced["roleArn"] == role["state"]["arn"]
+    statements = program.policy_documents()["api-canary-infrastructure.policy"]["Statement"]
+    scoped = {r for s in statements if s["Resource"] != "*" for r in _as_list(s["Resource"])}
+    assert set(groups) <= scoped and len(scoped) == 3
+
+
 def test_alarms_notify_the_alert_topic(program):
     topic_arn = program.one("aws:sns/topic:Topic")["state"]["arn"]
-    alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    # The canary's rollback alarms (api-canary-rollback-*) act through ECS, not the topic.
+    alarms = [
+        a for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a["name"].startswith("monitoring-")
+    ]
     metrics = {a["inputs"]["metricName"] for a in alarms}
     assert {"CPUUtilization", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount"} <= metrics
     for alarm in alarms:
@@ -248,11 +310,11 @@ def test_iam_policies_name_their_actions_and_resources(program):
             actions = _as_list(statement["Action"])
             assert not [a for a in actions if "*" in a], f"{name}: wildcard action in {statement}"
             if "*" in _as_list(statement.get("Resource", [])):
-                # the two actions AWS scopes no other way: a registry-wide login, and metrics by namespace condition
+                # metrics only by namespace condition; the rest are actions IAM cannot scope to a resource
                 scoped_by_namespace = actions == ["cloudwatch:PutMetricData"] and statement["Condition"] == {
                     "StringEquals": {"cloudwatch:namespace": "IMDBSentiment/Monitoring"}
                 }
-                assert actions == ["ecr:GetAuthorizationToken"] or scoped_by_namespace, f"{name}: '*' in {statement}"
+                assert set(actions) <= UNSCOPABLE_ACTIONS or scoped_by_namespace, f"{name}: '*' resource in {statement}"
 
 
 def test_iam_policies_pass_parliament(program, parliament_findings):
@@ -272,7 +334,13 @@ def test_roles_trust_exactly_one_aws_service(program):
         "model-monitoring-execution": "ecs-tasks.amazonaws.com",
         "model-monitoring-task": "ecs-tasks.amazonaws.com",
         "model-monitoring-scheduler": "scheduler.amazonaws.com",
+        "continuous-training-launcher": "states.amazonaws.com",
+        "continuous-training-on-drift": "events.amazonaws.com",
     }
+    if _cfg(program, "retrainSchedule"):
+        expected["continuous-training-schedule"] = "scheduler.amazonaws.com"
+    if _cfg(program, "deploymentStrategy") == "CANARY":
+        expected["api-canary-infrastructure"] = "ecs.amazonaws.com"
     trusts = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"]) for r in program.of_type("aws:iam/role:Role")}
     assert set(trusts) == set(expected)
     for name, document in trusts.items():
@@ -297,11 +365,63 @@ def test_training_instance_has_no_inbound_access_and_requires_imdsv2(program):
     assert program.outputs["training_launch_template_id"] == program.one("aws:ec2/launchTemplate:LaunchTemplate")["id"]
 
 
+def test_training_launcher_runs_only_the_training_template_and_passes_only_its_role(program):
+    template = program.one("aws:ec2/launchTemplate:LaunchTemplate")
+    template_arn = f"arn:aws:ec2:eu-west-1:123456789012:launch-template/{template['id']}"
+    training_role_arn = program.outputs["training_role_arn"]
+    launcher = program.one("aws:sfn/stateMachine:StateMachine")
+    [(_, task)] = json.loads(launcher["inputs"]["definition"])["States"].items()
+    assert task["Resource"] == "arn:aws:states:::aws-sdk:ec2:runInstances"
+    assert task["Parameters"]["LaunchTemplate"]["LaunchTemplateId"] == template["id"]
+
+    documents = program.policy_documents()
+    statements = documents["continuous-training-launcher.policy"]["Statement"]
+    actions = {action for statement in statements for action in _as_list(statement["Action"])}
+    assert actions == {"ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"}
+    for statement in statements:
+        resources = _as_list(statement["Resource"])
+        if statement["Action"] == "ec2:RunInstances":
+            assert template_arn in resources and not [
+                r for r in resources if "launch-template/" in r and r != template_arn
+            ]
+            assert statement["Condition"]["ArnEquals"] == {"ec2:LaunchTemplate": template_arn}
+            assert statement["Condition"]["Bool"] == {"ec2:IsLaunchTemplateResource": "true"}
+        elif statement["Action"] == "iam:PassRole":
+            assert resources == [training_role_arn]
+        else:
+            assert statement["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
+    triggers = [name for name in documents if name.startswith("continuous-training-") and name.endswith(".policy")]
+    assert len(triggers) == (3 if _cfg(program, "retrainSchedule") else 2)
+    for name in triggers:
+        if name != "continuous-training-launcher.policy":
+            [statement] = documents[name]["Statement"]
+            assert (statement["Action"], statement["Resource"]) == ("states:StartExecution", launcher["state"]["arn"])
+
+
+def test_training_starts_on_the_configured_schedule_and_on_drift_alarms(program):
+    schedules = [
+        s for s in program.of_type("aws:scheduler/schedule:Schedule") if s["name"].startswith("continuous-training")
+    ]
+    launcher_arn = program.one("aws:sfn/stateMachine:StateMachine")["state"]["arn"]
+    if _cfg(program, "retrainSchedule"):
+        [schedule] = schedules
+        assert schedule["inputs"]["scheduleExpression"] == _cfg(program, "retrainSchedule")
+        assert schedule["inputs"]["target"]["arn"] == launcher_arn
+    else:
+        assert schedules == []
+    pattern = json.loads(program.one("aws:cloudwatch/eventRule:EventRule")["inputs"]["eventPattern"])
+    assert pattern["detail"]["alarmName"] == [{"prefix": f"imdb-sentiment-{program.stack}-drift"}]
+    assert pattern["detail"]["state"] == {"value": ["ALARM"]}
+    assert program.one("aws:cloudwatch/eventTarget:EventTarget")["inputs"]["arn"] == launcher_arn
+
+
 def test_training_user_data_targets_this_stack_and_passes_shell_checks(program, shell_check):
     template = program.one("aws:ec2/launchTemplate:LaunchTemplate")["inputs"]
     script = base64.b64decode(template["userData"]).decode()
     assert f"readonly BUCKET={program.outputs['bucket']}" in script
     assert f"readonly IMAGE={program.outputs['image']}" in script
+    assert f"readonly SERVING_MODEL_VERSION={_cfg(program, 'modelVersion')}" in script
+    assert 'models gate --candidate "$MODEL_URI" "${baseline[@]}" --data "$DATA_URI" --record' in script
     assert "shutdown -h now" in script and "trap finish EXIT" in script
     shell_check(script)
 
@@ -358,9 +478,11 @@ def _quiet_night(min_tasks: int) -> dict[str, list[float | None]]:
 
 
 def test_a_total_outage_fires_the_health_5xx_and_task_count_alarms(program):
-    alarms = {a["inputs"]["metricName"]: a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    alarms = [a["inputs"] for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")]
     firing = {
-        metric for metric, alarm in alarms.items() if aws_rules.alarm_fires(alarm, TOTAL_OUTAGE.get(metric, NO_DATA))
+        alarm.get("metricName")
+        for alarm in alarms
+        if aws_rules.alarm_fires(alarm, TOTAL_OUTAGE.get(alarm.get("metricName"), NO_DATA))
     }
     assert {"HealthyHostCount", "HTTPCode_ELB_5XX_Count", "RunningTaskCount"} <= firing
 
@@ -369,7 +491,9 @@ def test_a_quiet_healthy_service_raises_no_alarm(program):
     quiet = _quiet_night(_cfg(program, "serviceMinCount"))
     alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     firing = [
-        a["name"] for a in alarms if aws_rules.alarm_fires(a["inputs"], quiet.get(a["inputs"]["metricName"], NO_DATA))
+        a["name"]
+        for a in alarms
+        if aws_rules.alarm_fires(a["inputs"], quiet.get(a["inputs"].get("metricName"), NO_DATA))
     ]
     assert firing == []
 
@@ -383,7 +507,9 @@ def test_the_alarm_evaluation_follows_missing_data_rules():
 
 
 def test_model_monitoring_follows_the_stack_config(program):
-    schedules = program.of_type("aws:scheduler/schedule:Schedule")
+    schedules = [
+        s for s in program.of_type("aws:scheduler/schedule:Schedule") if s["name"].startswith("model-monitoring")
+    ]
     expression = _cfg(program, "monitoringSchedule")
     assert [s["inputs"]["scheduleExpression"] for s in schedules] == ([expression] if expression else [])
     task = program.named("aws:ecs/taskDefinition:TaskDefinition", "model-monitoring-task")

@@ -30,6 +30,7 @@ ARGS = ServingArgs(
     log_retention_days=30,
     certificate_arn="",
     deletion_protection=True,
+    canary=None,
 )
 
 

@@ -31,6 +31,7 @@ ARGS = TrainingArgs(
     epochs=4,
     max_run_minutes=90,
     log_retention_days=14,
+    serving_model_version="20260101T000000Z-i-0abc",
     run_tags={"project": "imdb-sentiment", "stack": "test", "owner": "me"},
 )
 

@@ -13,7 +13,7 @@ import pytest
 import workload.modeling.train
 from workload.cli import SDK_LOGGERS, main
 
-COMMANDS = ["ingest", "train", "evaluate", "predict", "serve", "launch-training"]
+COMMANDS = ["ingest", "train", "evaluate", "predict", "serve", "launch-training", "models"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

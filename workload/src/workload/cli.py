@@ -1,4 +1,4 @@
-"""`python -m workload <command>`: ingest, train, evaluate, predict, serve, monitor, launch-training.
+"""`python -m workload <command>`: ingest, train, evaluate, predict, serve, monitor, models, launch-training.
 
 Only the standard library is imported at module level, so `--help` is instant and the gunicorn master never
 imports torch; each command imports what it needs when it runs. A `WorkloadError` becomes one line on stderr
@@ -18,6 +18,7 @@ from workload.cloud import launch
 from workload.errors import WorkloadError
 from workload.logs import SDK_LOGGERS
 from workload.monitoring import settings as monitor_settings
+from workload.registry import commands as registry_commands
 from workload.serving import server
 
 
@@ -51,7 +52,10 @@ def run_train(args: argparse.Namespace) -> int:
     exists = bool(storage.list_names(args.output)) if storage.is_s3(args.output) else Path(args.output).exists()
     if exists:
         raise WorkloadError(f"refusing to overwrite existing {args.output}")
-    options = TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed, device=args.device, threads=args.threads)
+    options = TrainOptions(
+        arch=args.arch, epochs=args.epochs, seed=args.seed, device=args.device, threads=args.threads,
+        train_fraction=args.train_fraction,
+    )  # fmt: skip
     with open_processed(args.data) as data:
         trained = train(data, options)
         manifest = write_bundle(
@@ -118,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=("ngram", "bilstm"), default="ngram", help="architecture (default ngram)")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: per architecture)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument(
+        "--train-fraction", type=float, default=1.0, metavar="F",
+        help="train on this stratified fraction of the train split (default 1; the validation split is unchanged)",
+    )  # fmt: skip
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA if any")
     train.add_argument(
         "--threads", type=positive_int,
@@ -143,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_settings.configure_parser(monitor, positive_int)
     server.configure_parser(command("serve", "run the inference API under gunicorn", server.run))
     launch.configure_parser(command("launch-training", "start a training run on the stack's EC2", launch.run))
+    registry_help = "the model registry: list, show, compare, gate, promote"
+    registry_commands.configure_parser(commands.add_parser("models", help=registry_help, description=registry_help))
     return parser
 
 

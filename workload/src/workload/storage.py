@@ -81,19 +81,24 @@ def s3_errors(uri: str) -> Iterator[None]:
 
 def list_names(uri: str) -> list[str]:
     """Names (relative paths) of the files under a local folder or an S3 prefix; empty if there are none."""
+    return sorted(list_sizes(uri))
+
+
+def list_sizes(uri: str) -> dict[str, int]:
+    """Size in bytes of each file (by relative path) under a local folder or an S3 prefix, in one listing."""
     if not is_s3(uri):
         root = Path(uri)
         if not root.is_dir():
-            return []
-        return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+            return {}
+        return {str(path.relative_to(root)): path.stat().st_size for path in root.rglob("*") if path.is_file()}
     bucket, prefix = split_s3(uri)
     base = f"{prefix}/" if prefix else ""
-    names: list[str] = []
+    sizes: dict[str, int] = {}
     with s3_errors(uri):
         pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base)
         for page in pages:
-            names.extend(item["Key"][len(base) :] for item in page.get("Contents", []))
-    return sorted(names)
+            sizes.update((item["Key"][len(base) :], item["Size"]) for item in page.get("Contents", []))
+    return sizes
 
 
 def download_file(uri: str, destination: Path) -> None:

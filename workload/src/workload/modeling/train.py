@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -75,6 +76,7 @@ class TrainOptions:
     threads: int | None = None  # None: the architecture's default
     validation_fraction: float = 0.1
     split_seed: int = 0
+    train_fraction: float = 1.0  # < 1: train on a stratified sample of the rest (the validation split is unchanged)
 
 
 @dataclass
@@ -214,9 +216,15 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     seed_everything(options.seed)
     started = time.perf_counter()
 
+    if not 0 < options.train_fraction <= 1:
+        raise WorkloadError(f"--train-fraction must be in (0, 1], got {options.train_fraction}")
     train_reviews, validation_reviews = split_validation(
         data.reviews("train"), options.validation_fraction, options.split_seed
     )
+    if options.train_fraction < 1 and train_reviews:  # the same stratified, seeded carve-out picks the sample
+        smallest_label = min(Counter(review.label for review in train_reviews).values())
+        fraction = max(options.train_fraction, 1 / smallest_label)  # keep at least one review of each label
+        train_reviews = split_validation(train_reviews, fraction, options.seed)[1]
     if not train_reviews or not validation_reviews:
         raise WorkloadError("the train split is too small to carve out a validation split")
     tokenizer = build_tokenizer((review.text for review in train_reviews), vocab_size=hyper.vocab_size)
