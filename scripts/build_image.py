@@ -18,7 +18,6 @@ Usage: python scripts/build_image.py [--tag imdb-sentiment-api:dev]
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import re
 import resource
@@ -196,7 +195,7 @@ def local_path(entry: str) -> Path | None:
     parsed = urllib.parse.urlparse(entry)
     if parsed.scheme == "file":
         return Path(urllib.parse.unquote(parsed.path))
-    if parsed.scheme in ("", "file") and entry.startswith("/"):
+    if not parsed.scheme and entry.startswith("/"):
         return Path(entry)
     return None
 
@@ -204,7 +203,7 @@ def local_path(entry: str) -> Path | None:
 def pip_build_config(settings: dict[str, dict[str, str]], keep_local_paths: bool) -> PipBuildConfig:
     """pip.conf for the build: `cert` points at the mounted secret, and local locations are kept (mounted at the
     same path) or, where the engine cannot mount them, left out."""
-    config = configparser.ConfigParser(interpolation=None)
+    config: dict[str, dict[str, str]] = {}
     cert: Path | None = None
     local_paths: list[Path] = []
     for section, values in settings.items():
@@ -235,9 +234,8 @@ def pip_build_config(settings: dict[str, dict[str, str]], keep_local_paths: bool
             if kept:
                 config[section][name] = " ".join(kept)
     lines = []
-    for section in config.sections():
-        lines.append(f"[{section}]")
-        lines += [f"{name} = {value}" for name, value in config[section].items()]
+    for section, values in config.items():
+        lines += [f"[{section}]", *(f"{name} = {value}" for name, value in values.items())]
     return PipBuildConfig("\n".join(lines) + "\n", cert, [path for path in local_paths if path.exists()])
 
 
