@@ -15,8 +15,9 @@ REQUIREMENT_FILES := requirements.txt requirements-dev.txt workload/pyproject.to
 # machine whose pip has no CPU-only torch wheel at hand (PyPI's Linux torch wheel pulls the CUDA libraries).
 PIP_OPTIONS ?=
 DEMO_SAMPLE_FAST ?= 500
+IMAGE ?= imdb-sentiment-api:dev
 
-.PHONY: help venv demo demo-fast lint test system-deps clean
+.PHONY: help venv demo demo-fast image lint test system-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,13 +39,16 @@ demo: $(STAMP)  ## the whole pipeline on an embedded S3, then serve the API (IMD
 demo-fast: $(STAMP)  ## `make demo` on a small sample of the data (DEMO_SAMPLE, default 500 per split and label)
 	DEMO_SAMPLE=$${DEMO_SAMPLE:-$(DEMO_SAMPLE_FAST)} $(BIN)/python scripts/demo.py
 
+image: system-deps $(STAMP)  ## build workload/Dockerfile as $(IMAGE) with Docker or Podman (see docs/image.md)
+	$(BIN)/python scripts/build_image.py --tag $(IMAGE)
+
 # hadolint and the GitHub workflow schema check run as tests (tests/workload/test_docker.py, tests/test_repo.py).
 lint: $(STAMP)  ## ruff, ruff format, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/shellcheck .ci/run $$(find . -path ./.venv -prune -o -path ./.git -prune -o -name '*.sh' -print)
 
-system-deps:  ## install missing system packages (Chromium for the web-page test) with apt-get
+system-deps:  ## install missing system packages (Chromium; Podman and mmdebstrap for the image) with apt-get
 	scripts/install-system-deps.sh
 
 test: system-deps lint  ## lint + the whole pytest suite (workload, API, infra under mocks, end-to-end on moto)

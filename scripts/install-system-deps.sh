@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the system packages `make test` needs when they are missing: a Chromium, for the web-page test.
+# Install the system packages `make test` needs when they are missing: a Chromium, for the web-page test, and a
+# container engine for the image test (tests/test_image.py): Podman with runc and slirp4netns, unless a Docker
+# daemon answers, and mmdebstrap for a stand-in base image when the real one cannot be pulled.
 # Everything else (shellcheck, hadolint, ruff) comes from pinned wheels in .venv.
 # Non-interactive apt-get; as non-root it uses passwordless sudo, and otherwise says what to install.
 set -euo pipefail
@@ -13,6 +15,14 @@ for browser in chromium chromium-browser google-chrome google-chrome-stable; do
         break
     fi
 done
+if ! docker info >/dev/null 2>&1; then
+    # Podman picks crun over runc when both are installable, and crun fails on some machines' cgroups:
+    # scripts/build_image.py runs Podman with runc. The image test reaches the host's loopback via slirp4netns.
+    for command in podman runc slirp4netns; do
+        command -v "$command" >/dev/null || missing+=("$command")
+    done
+fi
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi

@@ -80,8 +80,14 @@ def test_ci_run_calls_the_readme_test_command_and_keeps_its_exit_code(tmp_path: 
 # --- system packages for `make test` ---------------------------------------------------------------------
 
 
-def install_system_deps(bin_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run the installer with only the stand-ins in `bin_dir` on PATH (so the real Chromium is not found)."""
+IMAGE_TOOLS = ("podman", "runc", "slirp4netns", "mmdebstrap")
+
+
+def install_system_deps(bin_dir: Path, image_tools: tuple[str, ...] = IMAGE_TOOLS) -> subprocess.CompletedProcess[str]:
+    """Run the installer with only the stand-ins in `bin_dir` on PATH (so the real Chromium is not found), with
+    stand-ins for the image test's `image_tools` (all of them by default: only the browser is in question)."""
+    for tool in image_tools:
+        fake_tool(bin_dir, tool)
     script = REPO / "scripts" / "install-system-deps.sh"
     env = {"PATH": str(bin_dir), "HOME": str(bin_dir)}
     return subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True)
@@ -122,6 +128,33 @@ def test_system_deps_leaves_an_installed_browser_alone(tmp_path: Path, browser: 
 
     assert result.returncode == 0 and result.stderr == ""
     assert not calls.exists(), calls.read_text()  # no id, apt-cache or apt-get: nothing to install
+
+
+def test_system_deps_installs_podman_with_runc_and_mmdebstrap_when_no_docker_daemon_answers(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "chromium")
+    fake_tool(tmp_path, "id", output="0")
+    fake_tool(tmp_path, "apt-get")
+    fake_tool(tmp_path, "apt-cache")
+    fake_tool(tmp_path, "docker", exit_code=1)  # a client whose daemon does not answer
+
+    result = install_system_deps(tmp_path, image_tools=())
+
+    assert result.returncode == 0, result.stderr
+    installs = [call for call in calls.read_text().splitlines() if call.startswith("apt-get install")]
+    assert installs == ["apt-get install -y -qq --no-install-recommends podman runc slirp4netns mmdebstrap"]
+
+
+def test_system_deps_needs_no_podman_when_docker_answers(tmp_path: Path) -> None:
+    calls = fake_tool(tmp_path, "chromium")
+    fake_tool(tmp_path, "id", output="0")
+    fake_tool(tmp_path, "apt-get")
+    fake_tool(tmp_path, "apt-cache")
+    fake_tool(tmp_path, "docker")
+
+    result = install_system_deps(tmp_path, image_tools=("mmdebstrap",))
+
+    assert result.returncode == 0 and result.stderr == ""
+    assert "apt-get" not in calls.read_text()
 
 
 def test_system_deps_without_root_or_sudo_warns_and_lets_the_tests_skip(tmp_path: Path) -> None:

@@ -30,6 +30,9 @@ def test_dockerfile_builds_the_image_the_platform_expects():
     assert len(stages) >= 2, "multi-stage build"
     final = text[list(re.finditer(r"^FROM ", text, flags=re.MULTILINE))[-1].start() :]
     assert not re.search(r"pip install[^\n]*torch", text), "the serving image installs no torch"
+    # Indexes come from the build machine's pip configuration (a build secret), never from the Dockerfile.
+    assert "--mount=type=secret,id=pip.conf,target=/etc/pip.conf" in text and "index-url" not in text
+    assert re.search(r'^VOLUME \["/tmp"\]', final, flags=re.MULTILINE), "ECS's /tmp volume inherits the image's 1777"
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", final, flags=re.MULTILINE), "final stage runs as non-root"
     assert re.search(r"^EXPOSE\s+8080\b", final, flags=re.MULTILINE)
     assert re.search(r"^EXPOSE\s+8081\b", final, flags=re.MULTILINE), "the ops port"
