@@ -1,7 +1,8 @@
 """Train a sentiment model on a processed data set's train split and return everything a bundle needs.
 
-A validation split is carved out of train deterministically (stratified, seeded by `split_seed`, recorded in
-the bundle so `evaluate --split validation` can rebuild it) and drives early stopping and model selection.
+A movie-blocked validation split is carved out of train (a block of consecutive review ids per label, chosen by
+`split_seed` and recorded in the bundle so `evaluate --split validation` can rebuild it); it drives early stopping
+and model selection.
 """
 
 from __future__ import annotations
