@@ -35,6 +35,8 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 ONNX_MODEL = "model.onnx"
 REQUIRED_FILES = (WEIGHTS, TOKENIZER, CONFIG, METRICS)
+HISTORY = "history.json"  # per-epoch loss and accuracy, train and validation
+REPORT = "report.html"  # the same as curves, self-contained
 FORMAT = "imdb-sentiment-bundle/2"
 # Format 1 differs only in having no model.onnx: its ngram bundles still load, its bilstm ones need retraining.
 READABLE_FORMATS = (FORMAT, "imdb-sentiment-bundle/1")
@@ -83,13 +85,18 @@ def write_bundle(uri: str, *, trained: TrainedModel, data_manifest_sha256: str, 
     `storage.publish_folder`'s, at publish time (so a bundle that appears meanwhile is not overwritten either)."""
     from safetensors.torch import save_file
 
+    from workload.modeling.report import training_report
+
     with storage.staging_dir(uri) as staging:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS))
-        names = (*REQUIRED_FILES, *trained.model.export_for_serving(staging))
+        names = (*REQUIRED_FILES, HISTORY, REPORT, *trained.model.export_for_serving(staging))
         trained.tokenizer.save(str(staging / TOKENIZER))
         _write_json(staging / CONFIG, {"model": trained.config.to_dict(), "training": trained.training})
         _write_json(staging / METRICS, trained.metrics)
+        _write_json(staging / HISTORY, trained.metrics["history"])
+        title = f"training: {trained.config.arch}, {len(trained.metrics['history'])} epochs"
+        (staging / REPORT).write_text(training_report(trained.metrics["history"], title), encoding="utf-8")
         for name in names:
             (staging / name).chmod(0o644)  # safetensors writes owner-only files; a bundle is read by others
         files = {name: storage.sha256_file(staging / name) for name in names}
