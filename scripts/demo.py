@@ -383,6 +383,7 @@ class Demo:
         with self.step("train"):
             epoch_args = ["--epochs", str(epochs)] if epochs else []
             self.run_child("train", ["train", "--data", data_uri, "--output", model_uri, *epoch_args])
+            print(f"      training curves (HTML, in the bundle): {model_uri}/report.html", flush=True)
         with self.step("evaluate"):
             # auto: the test split when the source had one, else the validation carve-out; the JSON names it
             log = self.run_child("evaluate", ["evaluate", "--model", model_uri, "--data", data_uri, "--split", "auto"])

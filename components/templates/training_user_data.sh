@@ -63,6 +63,8 @@ workload=("$WORK_DIR/venv/bin/python" -m workload)
 
 "${workload[@]}" ingest --source "s3://${BUCKET}/${RAW_KEY}" --output "$DATA_URI"
 "${workload[@]}" train --data "$DATA_URI" --output "$MODEL_URI" --arch "$ARCH" --epochs "$EPOCHS" --device auto
+# the training curves next to the run's log, where a person looking at the run finds them
+aws s3 cp --only-show-errors "${MODEL_URI}/report.html" "s3://${BUCKET}/${TRAINING_LOGS_PREFIX}${RUN_ID}.report.html"
 # auto: the test split when raw/ holds the official tarball, the validation carve-out for a train-only one
 "${workload[@]}" evaluate --model "$MODEL_URI" --data "$DATA_URI" --split auto | tee "$WORK_DIR/evaluation.txt"
 tail -n 1 "$WORK_DIR/evaluation.txt" >"$WORK_DIR/evaluation.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -46,8 +47,14 @@ def test_tiny_bundle_classifies_clear_reviews(tiny_bundle):
 def test_manifest_lists_every_file_with_versions(tiny_bundle):
     manifest = json.loads((tiny_bundle / MANIFEST).read_text())
     assert set(manifest["files"]) == {
-        "weights.safetensors", "tokenizer.json", "config.json", "metrics.json", "baseline.json"
-    }  # fmt: skip
+        "weights.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "metrics.json",
+        "baseline.json",
+        "history.json",
+        "report.html",
+    }
     assert manifest["version"].startswith("ngram-")
     assert len(manifest["data_manifest_sha256"]) == 64
     assert manifest["code_version"]["package"] and "torch" in manifest["libraries"]
@@ -202,3 +209,15 @@ def test_code_version_prefers_the_commit_packaged_into_the_image(monkeypatch, tm
     assert bundle_format.code_version()["git_commit"] == "0123456789abcdef"
     packaged.write_text("\n")  # built without the build argument: fall back to the checkout's commit
     assert bundle_format.code_version()["git_commit"] != "0123456789abcdef"
+
+
+def test_bundle_keeps_the_training_curves_listed_and_self_contained(tiny_bundle):
+    """history.json and report.html are listed (so verified) like every bundle file; the report needs no network."""
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert {"history.json", "report.html"} <= set(manifest["files"])
+    history = json.loads((tiny_bundle / "history.json").read_text())
+    assert history and {"train_loss", "validation_loss", "train_accuracy", "validation_accuracy"} <= set(history[0])
+    report = (tiny_bundle / "report.html").read_text()
+    assert report.count("<svg") == 2 and report.count("<polyline") == 4
+    # the SVG namespace is an identifier, not a fetch; nothing else may point outside the page
+    assert not re.search(r"(src|href)=|https?://(?!www\.w3\.org/2000/svg)|<script|<link", report)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from workload.data.ingest import clean_text, ingest, parse_member_name
-from workload.data.processed import Review, open_processed, split_validation
+from workload.data.processed import Review, blocked_folds, open_processed, split_validation
 from workload.errors import WorkloadError
 from workload_devtools.synthetic import write_aclimdb, write_aclimdb_tarball
 
@@ -181,6 +181,32 @@ def test_validation_split_is_deterministic_stratified_and_disjoint():
     assert sum(review.label == "negative" for review in validation) == 5
     assert not set(train) & set(validation) and len(train) + len(validation) == 100
     assert split_validation(reviews(50), 0.1, seed=1)[1] != validation
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_validation_split_keeps_each_id_block_on_one_side(seed):
+    """Consecutive ids are one movie's reviews: per label, validation is one contiguous id range that no train id
+    falls inside, so no block of consecutive ids straddles the split."""
+    train, validation = split_validation(reviews(50), 0.1, seed=seed)
+    for label in ("positive", "negative"):
+        held = [review.id for review in validation if review.label == label]
+        assert held == list(range(min(held), max(held) + 1))
+        assert not [review.id for review in train if review.label == label and min(held) <= review.id <= max(held)]
+
+
+def test_blocked_folds_cover_every_review_in_contiguous_blocks():
+    shuffled = reviews(23)[::-1]
+    folds = blocked_folds(shuffled, 5)
+    for label in ("positive", "negative"):
+        by_id = sorted((review.id, fold) for review, fold in zip(shuffled, folds, strict=True) if review.label == label)
+        assert [fold for _, fold in by_id] == sorted(fold for _, fold in by_id)  # folds follow id order
+        assert {fold for _, fold in by_id} == set(range(5))
+
+
+@pytest.mark.parametrize(("fraction", "message"), [(0.0, "between 0 and 1"), (1.5, "between 0 and 1")])
+def test_validation_split_rejects_a_bad_fraction(fraction, message):
+    with pytest.raises(WorkloadError, match=message):
+        split_validation(reviews(5), fraction, seed=0)
 
 
 @pytest.fixture

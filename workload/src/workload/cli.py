@@ -43,7 +43,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from workload import storage
-    from workload.bundle.format import write_bundle
+    from workload.bundle.format import REPORT, write_bundle
     from workload.data.processed import open_processed
     from workload.modeling.train import TrainOptions, train
     from workload.monitoring.baseline import validation_baseline
@@ -63,7 +63,8 @@ def run_train(args: argparse.Namespace) -> int:
             baseline=lambda predictor: validation_baseline(predictor, data),
         )  # fmt: skip
     summary = {key: trained.metrics[key] for key in ("validation_accuracy", "best_epoch", "training_seconds")}
-    print(json.dumps({"model": args.output, "version": manifest["version"], **summary}))
+    report = storage.join(args.output, REPORT)  # the training curves, for a person to open
+    print(json.dumps({"model": args.output, "version": manifest["version"], "report": report, **summary}))
     return 0
 
 

@@ -40,6 +40,8 @@ METRICS = "metrics.json"
 ONNX_MODEL = "model.onnx"
 BASELINE = "baseline.json"
 REQUIRED_FILES = (WEIGHTS, TOKENIZER, CONFIG, METRICS)
+HISTORY = "history.json"  # per-epoch loss and accuracy, train and validation
+REPORT = "report.html"  # the same as curves, self-contained
 FORMAT = "imdb-sentiment-bundle/2"
 # Format 1 differs only in having no model.onnx: its ngram bundles still load, its bilstm ones need retraining.
 READABLE_FORMATS = (FORMAT, "imdb-sentiment-bundle/1")
@@ -98,13 +100,18 @@ def write_bundle(
     `storage.publish_folder`'s, at publish time (so a bundle that appears meanwhile is not overwritten either)."""
     from safetensors.torch import save_file
 
+    from workload.modeling.report import training_report
+
     with storage.staging_dir(uri) as staging:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS))
-        names = (*REQUIRED_FILES, *trained.model.export_for_serving(staging))
+        names = (*REQUIRED_FILES, HISTORY, REPORT, *trained.model.export_for_serving(staging))
         trained.tokenizer.save(str(staging / TOKENIZER))
         _write_json(staging / CONFIG, {"model": trained.config.to_dict(), "training": trained.training})
         _write_json(staging / METRICS, trained.metrics)
+        _write_json(staging / HISTORY, trained.metrics["history"])
+        title = f"training: {trained.config.arch}, {len(trained.metrics['history'])} epochs"
+        (staging / REPORT).write_text(training_report(trained.metrics["history"], title), encoding="utf-8")
         if baseline is not None:
             _write_json(staging / BASELINE, baseline(_staged_predictor(staging, trained)))
             names += (BASELINE,)

@@ -1,7 +1,8 @@
 """Train a sentiment model on a processed data set's train split and return everything a bundle needs.
 
-A validation split is carved out of train deterministically (stratified, seeded by `split_seed`, recorded in
-the bundle so `evaluate --split validation` can rebuild it) and drives early stopping and model selection.
+A movie-blocked validation split is carved out of train (a block of consecutive review ids per label, chosen by
+`split_seed` and recorded in the bundle so `evaluate --split validation` can rebuild it); it drives early stopping
+and model selection.
 """
 
 from __future__ import annotations
@@ -131,23 +132,25 @@ def predict_logits(model: nn.Module, batch: Batch, device: torch.device, batch_s
 def _train_epoch(
     model: SentimentModel, batch: Batch, targets: torch.Tensor, order: np.ndarray,
     optimizers: list[torch.optim.Optimizer], batch_size: int, device: torch.device, epoch: int,
-) -> float:  # fmt: skip
-    """One pass over the training texts in `order`; returns the mean training loss."""
+) -> tuple[float, float]:  # fmt: skip
+    """One pass over the training texts in `order`; returns the mean training loss and accuracy (as trained)."""
     from tqdm import tqdm
 
     model.train()
-    total_loss = 0.0
+    total_loss = correct = 0.0
     for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}", disable=not sys.stderr.isatty()):
         indices = order[start : start + batch_size]
         inputs = [torch.from_numpy(array).to(device) for array in batch.take(indices)]
-        loss = functional.binary_cross_entropy_with_logits(model(*inputs), targets[indices].to(device))
+        logits, batch_targets = model(*inputs), targets[indices].to(device)
+        loss = functional.binary_cross_entropy_with_logits(logits, batch_targets)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for optimizer in optimizers:
             optimizer.step()
         total_loss += loss.item() * len(indices)
-    return total_loss / len(order)
+        correct += float(((logits.detach() > 0).float() == batch_targets).sum())
+    return total_loss / len(order), correct / len(order)
 
 
 def _validate(model: SentimentModel, batch: Batch, labels: np.ndarray, device: torch.device) -> tuple[float, float]:
@@ -194,11 +197,13 @@ def _fit(
     best = BestEpoch()
     for epoch in range(1, hyper.epochs + 1):
         order = generator.permutation(len(train_batch))
-        train_loss = _train_epoch(model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch)
+        train_loss, train_accuracy = _train_epoch(
+            model, train_batch, targets, order, optimizers, hyper.batch_size, device, epoch
+        )
         accuracy, validation_loss = _validate(model, validation_batch, validation_labels, device)
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
-             "validation_accuracy": accuracy}
+             "train_accuracy": train_accuracy, "validation_accuracy": accuracy}
         )  # fmt: skip
         log.info("epoch %d: train loss %.4f, validation loss %.4f, accuracy %.4f", epoch, train_loss,
                  validation_loss, accuracy)  # fmt: skip
