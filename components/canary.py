@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
-from components.roles import service_role
+from components import policies, recipes
 
 STRATEGIES = ("ROLLING", "CANARY")
 
@@ -75,7 +74,8 @@ class CanaryRelease(pulumi.ComponentResource):
             # ECS owns the weights from the first deployment on; `pulumi up` must not shift traffic back.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"]),
         )  # fmt: skip
-        role = service_role(
+        role = recipes.role_with_inline_policy(
+            self,
             f"{name}-infrastructure",
             "ecs.amazonaws.com",
             pulumi.Output.all(production.arn, alternate.arn, rule.arn).apply(
@@ -83,7 +83,6 @@ class CanaryRelease(pulumi.ComponentResource):
                     target_group_arns=arns[:2], listener_rule_arn=arns[2]
                 )
             ),
-            self,
         )
         alarm_names = [alarm.name for alarm in self._rollback_alarms(name, args)]
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
-from components.roles import service_role
+from components import policies, recipes
 
 # What EventBridge Scheduler accepts: rate(...), cron(...) or at(...) for a one-off.
 SCHEDULE_EXPRESSION = re.compile(r"(rate|cron|at)\(.+\)")
@@ -57,13 +56,13 @@ class ContinuousTraining(pulumi.ComponentResource):
         super().__init__("imdb-sentiment:training:ContinuousTraining", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        launcher_role = service_role(
+        launcher_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-launcher",
             "states.amazonaws.com",
             pulumi.Output.all(
                 launch_template_arn=args.launch_template_arn, training_role_arn=args.training_role_arn
             ).apply(lambda a: policies.launch_training_policy(**a)),
-            self,
         )
         launcher = aws.sfn.StateMachine(
             f"{name}-launcher",
@@ -84,7 +83,9 @@ class ContinuousTraining(pulumi.ComponentResource):
                 flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
                 target=aws.scheduler.ScheduleTargetArgs(
                     arn=launcher.arn,
-                    role_arn=service_role(f"{name}-schedule", "scheduler.amazonaws.com", start_launcher, self).arn,
+                    role_arn=recipes.role_with_inline_policy(
+                        self, f"{name}-schedule", "scheduler.amazonaws.com", start_launcher
+                    ).arn,
                 ),
                 opts=child,
             )
@@ -99,7 +100,9 @@ class ContinuousTraining(pulumi.ComponentResource):
             f"{name}-on-drift",
             rule=on_drift.name,
             arn=launcher.arn,
-            role_arn=service_role(f"{name}-on-drift", "events.amazonaws.com", start_launcher, self).arn,
+            role_arn=recipes.role_with_inline_policy(
+                self, f"{name}-on-drift", "events.amazonaws.com", start_launcher
+            ).arn,
             opts=child,
         )
 

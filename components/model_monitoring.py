@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import policies, recipes
 from components.serving import APP_USER
 from components.storage import CAPTURE_PREFIX, LOGS_PREFIX, MODELS_PREFIX
 
@@ -83,20 +83,17 @@ class ModelMonitoring(pulumi.ComponentResource):
         child = child_of(self)
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
 
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/{pulumi.get_project()}/{pulumi.get_stack()}/{name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        execution_role = self._role(
+        log_group = recipes.log_group(self, name, args.log_retention_days)
+        execution_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-execution",
             "ecs-tasks.amazonaws.com",
             pulumi.Output.all(repository_arn=args.repository_arn, log_group_arn=log_group.arn).apply(
                 lambda a: policies.execution_policy(**a)
             ),
         )
-        task_role = self._role(
+        task_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-task",
             "ecs-tasks.amazonaws.com",
             pulumi.Output.all(bucket_arn=args.bucket_arn, kms_key_arn=args.kms_key_arn).apply(
@@ -131,7 +128,8 @@ class ModelMonitoring(pulumi.ComponentResource):
             ).apply(lambda a: json.dumps([self._container(args, **a)])),
             opts=child,
         )
-        scheduler_role = self._role(
+        scheduler_role = recipes.role_with_inline_policy(
+            self,
             f"{name}-scheduler",
             "scheduler.amazonaws.com",
             pulumi.Output.all(
@@ -246,20 +244,6 @@ class ModelMonitoring(pulumi.ComponentResource):
                 ok_actions=[args.alarm_topic_arn],
                 opts=child_of(self),
             )
-
-    def _role(
-        self, name: str, service: str, policy: pulumi.Output[policies.PolicyDocument],
-        source_account: pulumi.Input[str] | None = None,
-    ) -> aws.iam.Role:  # fmt: skip
-        role = aws.iam.Role(
-            name,
-            assume_role_policy=pulumi.Output.from_input(source_account).apply(
-                lambda account: policies.to_json(policies.assume_role_policy(service, account))
-            ),
-            opts=child_of(self),
-        )
-        aws.iam.RolePolicy(name, role=role.id, policy=policy.apply(policies.to_json), opts=child_of(self))
-        return role
 
 
 def child_of(parent: pulumi.Resource) -> pulumi.ResourceOptions:

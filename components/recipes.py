@@ -22,16 +22,26 @@ def log_group(parent: pulumi.Resource, name: str, retention_days: int) -> aws.cl
 
 
 def role_with_inline_policy(
-    parent: pulumi.Resource, name: str, service: str, policy: pulumi.Output[policies.PolicyDocument]
+    parent: pulumi.Resource,
+    name: str,
+    service: str,
+    policy: pulumi.Input[policies.PolicyDocument],
+    source_account: pulumi.Input[str] | None = None,
 ) -> aws.iam.Role:
-    """A role that only `service` (e.g. `ecs-tasks.amazonaws.com`) may assume, granted `policy` inline."""
+    """A role that only `service` (e.g. `ecs-tasks.amazonaws.com`) may assume, granted `policy` inline;
+    `source_account` limits it to calls on that account's behalf (the confused-deputy guard)."""
     role = aws.iam.Role(
         name,
-        assume_role_policy=policies.to_json(policies.assume_role_policy(service)),
+        assume_role_policy=pulumi.Output.from_input(source_account).apply(
+            lambda account: policies.to_json(policies.assume_role_policy(service, account))
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
     aws.iam.RolePolicy(
-        name, role=role.id, policy=policy.apply(policies.to_json), opts=pulumi.ResourceOptions(parent=parent)
+        name,
+        role=role.id,
+        policy=pulumi.Output.from_input(policy).apply(policies.to_json),
+        opts=pulumi.ResourceOptions(parent=parent),
     )
     return role
 
