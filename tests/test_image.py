@@ -91,8 +91,15 @@ def rendered_task(stack: str, out: Path) -> dict[str, Any]:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     resources = json.loads(out.read_text())["resources"]
-    (task,) = [r["inputs"] for r in resources if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
-    (service,) = [r["inputs"] for r in resources if r["type"] == "aws:ecs/service:Service"]
+    # The API's task and service by name: the stack also registers the monitoring job's task definition.
+    (task,) = [
+        r["inputs"]
+        for r in resources
+        if r["type"] == "aws:ecs/taskDefinition:TaskDefinition" and r["name"] == "api-task"
+    ]
+    (service,) = [
+        r["inputs"] for r in resources if r["type"] == "aws:ecs/service:Service" and r["name"] == "api-service"
+    ]
     return {**task, "containerDefinitions": json.loads(task["containerDefinitions"]), "service": service}
 
 
