@@ -80,7 +80,6 @@ class ModelMonitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imdb-sentiment:monitoring:ModelMonitoring", name, None, opts)
-        child = child_of(self)
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
 
         log_group = recipes.log_group(self, name, args.log_retention_days)
@@ -106,19 +105,13 @@ class ModelMonitoring(pulumi.ComponentResource):
             ),
         )
         self.report_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORT_PREFIX}latest")
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-task",
-            family=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",
-            cpu=str(JOB_CPU),
-            memory=str(JOB_MEMORY),
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture="X86_64"
-            ),
-            execution_role_arn=execution_role.arn,
-            task_role_arn=task_role.arn,
-            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
+        task_definition = recipes.fargate_task_definition(
+            self,
+            name,
+            cpu=JOB_CPU,
+            memory=JOB_MEMORY,
+            execution_role=execution_role,
+            task_role=task_role,
             container_definitions=pulumi.Output.all(
                 image=args.image_ref,
                 bucket=args.bucket_name,
@@ -126,7 +119,6 @@ class ModelMonitoring(pulumi.ComponentResource):
                 report_uri=self.report_uri,
                 log_group=log_group.name,
             ).apply(lambda a: json.dumps([self._container(args, **a)])),
-            opts=child,
         )
         scheduler_role = recipes.role_with_inline_policy(
             self,

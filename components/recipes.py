@@ -46,6 +46,36 @@ def role_with_inline_policy(
     return role
 
 
+def fargate_task_definition(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    cpu: int,
+    memory: int,
+    execution_role: aws.iam.Role,
+    task_role: aws.iam.Role,
+    container_definitions: pulumi.Input[str],
+) -> aws.ecs.TaskDefinition:
+    """A Linux x86-64 Fargate task definition, one family per stack in an account, with the one writable
+    `scratch` volume that its read-only containers mount at /tmp."""
+    return aws.ecs.TaskDefinition(
+        f"{name}-task",
+        family=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",
+        cpu=str(cpu),
+        memory=str(memory),
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture="X86_64"
+        ),
+        execution_role_arn=execution_role.arn,
+        task_role_arn=task_role.arn,
+        volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
+        container_definitions=container_definitions,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def _tcp_rule(
     rule_type: type[aws.vpc.SecurityGroupIngressRule] | type[aws.vpc.SecurityGroupEgressRule],
     parent: pulumi.Resource,

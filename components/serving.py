@@ -174,20 +174,14 @@ class Serving(pulumi.ComponentResource):
                 lambda a: policies.task_policy(models_prefix=MODELS_PREFIX, capture_prefix=CAPTURE_PREFIX, **a)
             ),
         )
-        return aws.ecs.TaskDefinition(
-            f"{name}-task",
-            family=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",  # one family per stack in an account
-            cpu=str(args.cpu),
-            memory=str(args.memory),
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture="X86_64"
-            ),
-            execution_role_arn=execution_role.arn,
-            task_role_arn=task_role.arn,
-            # Read-only root filesystem: /tmp (model cache, gunicorn heartbeat files) is the only writable path.
-            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="scratch")],
+        # Read-only root filesystem: /tmp (model cache, gunicorn heartbeat files) is the only writable path.
+        return recipes.fargate_task_definition(
+            self,
+            name,
+            cpu=args.cpu,
+            memory=args.memory,
+            execution_role=execution_role,
+            task_role=task_role,
             container_definitions=pulumi.Output.all(
                 image=args.image_ref,
                 model_uri=args.model_uri,
@@ -198,7 +192,6 @@ class Serving(pulumi.ComponentResource):
                     [self._container(region=args.region, worker_timeout=args.worker_timeout_seconds, **a)]
                 )
             ),
-            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
