@@ -9,9 +9,10 @@
 - ``private-nat``: tasks in private subnets, one NAT gateway per AZ (no cross-AZ dependency):
   2 x $0.045/h = ~$66/month plus $0.045/GB processed (image pulls count). Tasks can reach the whole internet.
 - ``private-endpoints``: tasks in private subnets with no route to the internet at all; interface endpoints
-  for ECR API, ECR Docker and CloudWatch Logs (3 x 2 AZ x $0.01/h = ~$44/month plus $0.01/GB) and a free S3
-  gateway endpoint (image layers and model bundles come from S3 at no charge). Cheaper than NAT at this
-  traffic and tighter: the tasks cannot talk to anything but those AWS services. Used by prod.
+  for ECR API, ECR Docker, CloudWatch Logs and CloudWatch metrics (the monitoring job's PutMetricData)
+  (4 x 2 AZ x $0.01/h = ~$58/month plus $0.01/GB) and a free S3 gateway endpoint (image layers, model bundles
+  and captured requests go through S3 at no charge). Cheaper than NAT at this traffic and tighter: the tasks
+  cannot talk to anything but those AWS services. Used by prod.
 
 The training instance always uses a public subnet with a public IP (and a security group with no inbound
 rules): it installs PyTorch from the Python package index, and it lives only for one run.
@@ -31,8 +32,9 @@ from components import recipes
 NetworkMode = Literal["public", "private-nat", "private-endpoints"]
 NETWORK_MODES: tuple[str, ...] = get_args(NetworkMode)
 AZ_COUNT = 2
-# Interface endpoints a Fargate task needs to pull from ECR and ship its logs without a NAT gateway.
-INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "logs")
+# Interface endpoints the Fargate tasks need without a NAT gateway: pulling from ECR and shipping logs (every
+# task), publishing the drift metrics (the monitoring job; CloudWatch's endpoint name is `monitoring`).
+INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "logs", "monitoring")
 
 
 @dataclass(frozen=True)

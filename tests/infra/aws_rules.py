@@ -65,6 +65,19 @@ TRANSITION_ORDER = ("STANDARD_IA", "INTELLIGENT_TIERING", "ONEZONE_IA", "GLACIER
 INFREQUENT_ACCESS_CLASSES = {"STANDARD_IA", "ONEZONE_IA"}
 INFREQUENT_ACCESS_MIN_DAYS = 30
 
+# https://docs.aws.amazon.com/vpc/latest/privatelink/aws-services-privatelink-support.html,
+# https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html: the VPC endpoint services
+# (com.amazonaws.<region>.<name>) a caller with no internet route needs for the actions of each IAM prefix.
+# ECR serves image layers from S3; CloudWatch's endpoint is `monitoring`. KMS needs none when it is granted for
+# SSE-KMS objects: S3 calls KMS on the caller's behalf.
+VPC_ENDPOINTS_BY_IAM_PREFIX: dict[str, set[str]] = {
+    "s3": {"s3"},
+    "ecr": {"ecr.api", "ecr.dkr", "s3"},
+    "logs": {"logs"},
+    "cloudwatch": {"monitoring"},
+    "kms": set(),
+}
+
 _ALB = ("LoadBalancer",)
 _ALB_TARGETS = ("LoadBalancer", "TargetGroup")
 _AZ = "AvailabilityZone"

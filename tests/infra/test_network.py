@@ -44,9 +44,9 @@ def test_private_endpoints_mode_has_no_internet_route_for_tasks(run_pulumi, pulu
     assert not pulumi_mocks.of_type("aws:ec2/route:Route")
     endpoints = {e.inputs["serviceName"]: e.inputs for e in pulumi_mocks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
     prefix = "com.amazonaws.eu-west-1."
-    assert set(endpoints) == {prefix + s for s in ("s3", "ecr.api", "ecr.dkr", "logs")}
+    assert set(endpoints) == {prefix + s for s in ("s3", "ecr.api", "ecr.dkr", "logs", "monitoring")}
     assert endpoints[prefix + "s3"]["vpcEndpointType"] == "Gateway"
-    for service in ("ecr.api", "ecr.dkr", "logs"):
+    for service in ("ecr.api", "ecr.dkr", "logs", "monitoring"):
         assert endpoints[prefix + service]["subnetIds"] == out["tasks"]
         assert endpoints[prefix + service]["privateDnsEnabled"] is True
     (https,) = pulumi_mocks.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")

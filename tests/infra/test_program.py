@@ -205,6 +205,37 @@ def test_task_subnets_follow_the_network_mode(program):
         assert not program.of_type("aws:ec2/natGateway:NatGateway")
 
 
+def test_private_tasks_have_an_endpoint_for_every_aws_service_their_roles_call(program):
+    """With no internet route a task reaches only the AWS services the VPC has an endpoint for: derive them from
+    what each task definition's roles may call (the monitoring job's PutMetricData needs `monitoring`)."""
+    if _cfg(program, "networkMode") != "private-endpoints":
+        pytest.skip("the tasks reach AWS over the internet in this network mode")
+    region = program.config["aws:region"]
+    endpoints = {
+        r["inputs"]["serviceName"].removeprefix(f"com.amazonaws.{region}.")
+        for r in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
+    role_names = {r["state"]["arn"]: r["state"]["name"] for r in program.of_type("aws:iam/role:Role")}
+    policies = {
+        r["inputs"]["role"]: json.loads(r["inputs"]["policy"]) for r in program.of_type("aws:iam/rolePolicy:RolePolicy")
+    }
+    tasks = program.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    assert {t["name"] for t in tasks} == {"api-task", "model-monitoring-task"}
+    for task in tasks:
+        roles = [role_names[task["inputs"][key]] for key in ("taskRoleArn", "executionRoleArn")]
+        prefixes = {
+            action.split(":")[0]
+            for role in roles
+            for statement in policies[role]["Statement"]
+            for action in _as_list(statement["Action"])
+        }
+        assert prefixes <= set(aws_rules.VPC_ENDPOINTS_BY_IAM_PREFIX), (
+            f"{task['name']}: which endpoint serves {prefixes}?"
+        )
+        needed = set().union(*(aws_rules.VPC_ENDPOINTS_BY_IAM_PREFIX[prefix] for prefix in prefixes))
+        assert needed <= endpoints, f"{task['name']} calls services without a VPC endpoint: {needed - endpoints}"
+
+
 def test_service_deploys_safely_and_scales_on_cpu(program):
     service = program.one("aws:ecs/service:Service")["inputs"]
     assert service["desiredCount"] == _cfg(program, "serviceDesiredCount")
