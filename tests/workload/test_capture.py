@@ -10,6 +10,7 @@ import threading
 
 import boto3
 import pytest
+from workload.data.ingest import clean_text
 from workload.serving import capture
 from workload.serving.app import create_app, model_holder
 from workload.serving.metrics import CAPTURE_RECORDS
@@ -70,6 +71,25 @@ def test_every_sampled_request_is_recorded_with_its_features_and_flushed_on_shut
     assert records[2]["unknown_token_rate"] == 1.0 and records[2]["token_length"] == 2  # words never seen in training
     assert records[0]["token_length"] == 6 and records[0]["unknown_token_rate"] < 1.0
     assert all(r["model_version"] == version and r["time"].endswith("+00:00") for r in records)
+
+
+def test_a_review_with_imdb_markup_is_captured_with_the_features_training_saw(tiny_bundle, tmp_path):
+    from workload.bundle.predictor import Predictor
+
+    raw = "A wonderful film.<br /><br />Moving, never dull.<BR>Café scenes aside<br/>, it works."
+    app = serving_app(tiny_bundle, CAPTURE_PERCENT="100", CAPTURE_URI=str(tmp_path / "capture"))
+    served = app.test_client().post("/predict", json={"text": raw}).get_json()
+    capture.close_all()
+    (written,) = (tmp_path / "capture").rglob("*.jsonl.gz")
+    (record,) = [json.loads(line) for line in gzip.decompress(written.read_bytes()).splitlines()]
+    # the baseline describes the validation split as `ingest` stored it: markup out
+    predictor = Predictor.load(str(tiny_bundle))
+    stored = predictor.token_stats([clean_text(raw)])
+    assert (record["token_length"], record["unknown_token_rate"]) == (
+        stored.lengths[0],
+        pytest.approx(stored.unknown_rates[0]),
+    )
+    assert served["score"] == pytest.approx(predictor.predict([clean_text(raw)])[0].score)
 
 
 def test_capture_text_false_keeps_the_features_but_not_the_text(tiny_bundle, s3_bucket):

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, normalizers
-from workload.modeling.text import UNKNOWN, TextEncoder, build_tokenizer, ngram_features
+from workload.data.ingest import clean_text
+from workload.modeling.text import UNKNOWN, TextEncoder, build_tokenizer, ngram_features, strip_markup
 
 CORPUS = ["The movie was amazing!", "A dull, boring waste of two hours.", "The café was amazing, not dull."] * 3
 
@@ -49,7 +50,23 @@ ASCII_PIECES = st.one_of(
 def test_fast_path_matches_the_library_on_ascii_text(text):
     assert ENCODER.ids(text) in (None, library_ids(ENCODER, text))
     flat, lengths = ENCODER.encode([text])
-    assert flat.tolist() == library_ids(ENCODER, text) and lengths.tolist() == [len(flat)]
+    assert flat.tolist() == library_ids(ENCODER, strip_markup(text)) and lengths.tolist() == [len(flat)]
+
+
+# What a client pastes from IMDB: printable text with the reviews' HTML line breaks, in any case and spacing.
+# (Not control characters: `ingest` turns \x1c-\x1f into spaces, which no review holds.)
+MARKUP_PIECES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    st.sampled_from(["<br />", "<br/>", "<BR>", "<br  />", "<b>", "<", "/>", "br", "\t", "\n", "café", "\u00a0"]),
+    st.sampled_from(CORPUS),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(MARKUP_PIECES, max_size=10).map("".join))
+def test_a_raw_review_gets_the_tokens_of_the_text_ingest_stored_for_training(raw):
+    # Training reads reviews as `ingest` cleaned them; the API and its data capture get them as sent.
+    assert ENCODER.encode([raw])[0].tolist() == ENCODER.encode([clean_text(raw)])[0].tolist()
 
 
 @pytest.mark.parametrize("text", ["The café", "naïve ﬁlm", "a\u00a0dull\u2003film", "The movie [UNK] was dull"])

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING
 from workload import storage
 from workload.data.processed import FORMAT, LABELS, MANIFEST, SPLITS, Review, count_labels, review_order, write_split
 from workload.errors import WorkloadError
+from workload.modeling.text import strip_markup
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -33,13 +34,12 @@ _FOLDER_LABELS = {"pos": "positive", "neg": "negative", "unsup": None}
 # `train/pos/123_9.txt`, anywhere below the top folder; everything else in the tarball (vocab, bag-of-words
 # features, URL lists) is ignored.
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
-_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
 
 def clean_text(raw: str) -> str:
-    """Drop the HTML line breaks the reviews carry and normalise whitespace."""
-    return _SPACES.sub(" ", _BREAK.sub(" ", raw)).strip()
+    """Drop the HTML line breaks the reviews carry (as the encoder does) and normalise whitespace."""
+    return _SPACES.sub(" ", strip_markup(raw)).strip()
 
 
 def parse_member_name(name: str) -> tuple[str, str | None, int, int] | None:

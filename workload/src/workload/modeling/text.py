@@ -1,6 +1,8 @@
 """Tokenization (a `tokenizers` WordLevel vocabulary trained on the train split) and n-gram feature hashing.
 
-`TextEncoder` turns texts into token ids (training, evaluation and the API share it); everything after it is
+`TextEncoder` turns texts into token ids (training, evaluation, the baseline and the API share it, markup
+stripped by `strip_markup` first, so a review pasted with IMDB's `<br />` gets the tokens it was trained
+on); everything after it is
 vectorised with numpy over the whole batch, with no per-token Python loops, because `Predictor.predict` sits
 on the API's hot path.
 """
@@ -17,6 +19,13 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 UNKNOWN = "[UNK]"
 PADDING = "[PAD]"
 PADDING_ID = 0  # [PAD] is the first special token, so id 0; sequence models pad with it
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def strip_markup(text: str) -> str:
+    """The text with each HTML line break (IMDB's `<br />`) replaced by a space."""
+    # The `in` test first: it is ~20x cheaper than the regex, and most texts have no markup at all.
+    return _BREAK.sub(" ", text) if "<" in text else text
 
 
 def build_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
@@ -74,7 +83,9 @@ class TextEncoder:
         return list(map(self._vocab.get, _ASCII_WORDS.findall(text.lower()), repeat(self._unknown_id)))
 
     def encode(self, texts: Sequence[str], chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of all texts, concatenated, and each text's length: (flat_ids int64, lengths int64)."""
+        """Token ids of all texts (markup stripped), concatenated, and each text's length: (flat_ids int64,
+        lengths int64)."""
+        texts = [strip_markup(text) for text in texts]
         fast = [self.ids(text) for text in texts]
         left = [text for text, ids in zip(texts, fast, strict=True) if ids is None]
         from_library = self._library_ids(left, chunk_size)
