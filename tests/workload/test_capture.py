@@ -9,6 +9,7 @@ import re
 import threading
 
 import boto3
+import numpy as np
 import pytest
 from workload.data.ingest import clean_text
 from workload.serving import capture
@@ -161,13 +162,24 @@ def test_bad_capture_settings_are_one_line_errors(config, message):
 
 
 def test_the_features_captured_from_a_prediction_match_a_fresh_tokenization(tiny_bundle):
-    from workload.bundle.predictor import Predictor
+    from workload.bundle.predictor import Predictor, token_stats
 
     predictor = Predictor.load(str(tiny_bundle))
     texts = [f"{REVIEWS[i % 3]} {'word ' * (i % 7)}" for i in range(1_100)]  # more than one predict chunk
     predictor.predict(texts)
-    reused, fresh = predictor.last_token_stats(), predictor.token_stats(texts)
+    reused, fresh = token_stats([predictor.last_encoding()]), predictor.token_stats(texts)
     assert reused.lengths.tolist() == fresh.lengths.tolist() and len(reused.lengths) == 1_100
     assert reused.unknown_rates.tolist() == fresh.unknown_rates.tolist()
     predictor.predict(texts[:2])
-    assert len(predictor.last_token_stats().lengths) == 2  # only the latest call's texts
+    assert len(predictor.last_encoding().lengths) == 2  # only the latest call's texts
+
+
+def test_one_flush_counts_each_models_unknown_tokens_by_its_own_unknown_id():
+    from workload.bundle.predictor import Encoding, token_stats
+
+    # a flush can span a model swap: two vocabularies, two [UNK] ids
+    old = Encoding(np.array([1, 5, 1, 7]), np.array([3, 1]), unknown_id=1)
+    new = Encoding(np.array([7, 7, 1]), np.array([0, 1, 2]), unknown_id=7)
+    stats = token_stats([old, new])
+    assert stats.lengths.tolist() == [3, 1, 0, 1, 2]
+    assert stats.unknown_rates.tolist() == pytest.approx([2 / 3, 0.0, 0.0, 1.0, 0.5])

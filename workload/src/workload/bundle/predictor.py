@@ -33,6 +33,30 @@ class TokenStats(NamedTuple):
     unknown_rates: np.ndarray  # share of each text's tokens outside the vocabulary (float64; 0 for no tokens)
 
 
+class Encoding(NamedTuple):
+    """Texts' token ids as the model read them: all concatenated, each text's length, and the unknown id."""
+
+    flat: np.ndarray
+    lengths: np.ndarray
+    unknown_id: int
+
+
+def token_stats(encodings: Sequence[Encoding]) -> TokenStats:
+    """Each text's length and unknown-token rate, over many encodings in one vectorised pass (data capture's
+    writer computes a whole batch of requests at once: per request, numpy's call overhead dominates)."""
+    if not encodings:
+        return TokenStats(np.zeros(0, dtype=np.int64), np.zeros(0))
+    lengths = np.concatenate([encoding.lengths for encoding in encodings])
+    flat = np.concatenate([encoding.flat for encoding in encodings])
+    # one comparison for the lot (not one numpy call per encoding), each token against its own model's unknown id
+    unknown_ids = np.repeat([encoding.unknown_id for encoding in encodings], [len(e.flat) for e in encodings])
+    unknown = flat == unknown_ids
+    # unknown tokens up to each text's end, minus those before its start
+    running = np.concatenate(([0], np.cumsum(unknown)))
+    ends = np.cumsum(lengths)
+    return TokenStats(lengths, (running[ends] - running[ends - lengths]) / np.maximum(lengths, 1))
+
+
 class _RecordingEncoder:
     """The predictor's TextEncoder, keeping each thread's encodings of its latest `predict` call, so data capture
     reads a request's token stats from them instead of tokenizing it twice (a second pass cost ~40 % of a
@@ -49,12 +73,6 @@ class _RecordingEncoder:
         encoded = self.encoder.encode(texts)
         self.latest.encodings.append(encoded)
         return encoded
-
-
-def _token_stats(flat: np.ndarray, lengths: np.ndarray, unknown_id: int) -> TokenStats:
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    unknown = np.bincount(owner, weights=flat == unknown_id, minlength=len(lengths))
-    return TokenStats(lengths, unknown / np.maximum(lengths, 1))
 
 
 class Predictor:
@@ -97,16 +115,15 @@ class Predictor:
     def token_stats(self, texts: Sequence[str]) -> TokenStats:
         """Each text's length in tokens and unknown-token rate, by the model's own tokenizer (monitoring's
         derived features: no model involved, so no torch)."""
-        return _token_stats(*self.encoder.encode(texts), self.encoder.unknown_id)
+        return token_stats([Encoding(*self.encoder.encode(texts), self.encoder.unknown_id)])
 
-    def last_token_stats(self) -> TokenStats:
-        """`token_stats` of the texts of this thread's latest `predict` call, from the encoding it already did."""
-        encodings = getattr(self._recording.latest, "encodings", None)
-        if not encodings:
-            return TokenStats(np.zeros(0, dtype=np.int64), np.zeros(0))
-        flat = np.concatenate([encoded[0] for encoded in encodings])
-        lengths = np.concatenate([encoded[1] for encoded in encodings])
-        return _token_stats(flat, lengths, self.encoder.unknown_id)
+    def last_encoding(self) -> Encoding:
+        """The token ids of this thread's latest `predict` call, as it encoded them (no second pass)."""
+        chunks = getattr(self._recording.latest, "encodings", None) or [(np.zeros(0, np.int64),) * 2]
+        if len(chunks) == 1:  # one request's texts fit one chunk: no copy
+            return Encoding(*chunks[0], self.encoder.unknown_id)
+        flat, lengths = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+        return Encoding(flat, lengths, self.encoder.unknown_id)
 
 
 def self_test(predictor: Predictor) -> None:
