@@ -8,7 +8,11 @@ API (gunicorn) with capture at 100 % to an embedded S3, replays the stream, stop
 flushes the capture) and runs `monitor` on that stream's records. Streams and targets:
 - `held_out`: the held-out reviews as they are: no drift, every PSI < 0.1;
 - `negative_only`: only the held-out negative reviews: drift;
-- `cut_to_20_words`: the held-out reviews cut to their first 20 words: drift.
+- `cut_to_20_words`: the held-out reviews cut to their first 20 words: drift;
+- `destination_down`: the held-out reviews with the capture destination unreachable: 0 failed requests, every
+  record counted as dropped in `/metrics`.
+Reviews are sent as a client would paste them from IMDB, `<br />` markup included: the API strips it before
+tokenizing, as `ingest` did for training.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from workload.data.ingest import clean_text
 from workload.errors import WorkloadError
 from workload_devtools.embedded_s3 import EmbeddedS3
-from workload_devtools.server_process import ServerProcess
+from workload_devtools.ports import free_loopback_port
+from workload_devtools.server_process import ServerProcess, get
 
 LABELLED = re.compile(r"/train/(pos|neg)/[^/]+\.txt$")
 BUCKET = "monitoring-benchmark"
@@ -51,8 +55,7 @@ def split_tarball(source: Path, target: Path, per_label: int, seed: int) -> list
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 if member.name in held:
                     label = LABELLED.search(member.name).group(1)  # type: ignore[union-attr]
-                    # as `ingest` cleans them (markup out): a client sends a review's text, not IMDB's HTML
-                    held_out.append((label, clean_text(data.decode("utf-8"))))
+                    held_out.append((label, data.decode("utf-8")))
                 else:
                     out.addfile(member, io.BytesIO(data))
     return held_out
@@ -102,6 +105,20 @@ def run_stream(s3: EmbeddedS3, model: str, name: str, texts: list[str], workdir:
     }
 
 
+def run_destination_down(s3: EmbeddedS3, model: str, texts: list[str], workdir: Path) -> dict:
+    """Replay with capture on and nothing listening where the capture goes; read the drop count from /metrics."""
+    env = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": f"s3://{BUCKET}/capture/down/",
+           "CAPTURE_FLUSH_SECONDS": "1", "LOG_LEVEL": "WARNING",
+           "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_loopback_port()}"}  # fmt: skip
+    with ServerProcess(model, env=env, log_path=workdir / "destination_down.log") as server:
+        server.wait_ready(timeout=120)
+        failed = replay(server.url, texts)
+        time.sleep(5)  # a flush a second, each failing after its short connect timeout
+        metrics = get(server.ops_url + "/metrics")[1].decode()
+    dropped = re.search(r'sentiment_capture_records_total\{outcome="dropped_failed"\} ([\d.e+]+)', metrics)
+    return {"sent": len(texts), "failed_requests": failed, "dropped_failed": float(dropped.group(1)) if dropped else 0}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reviews", type=Path, required=True, help="aclImdb tarball with a labelled train split")
@@ -125,6 +142,7 @@ def main() -> int:
             "cut_to_20_words": [cut(text) for _, text in held_out],
         }
         figures = {name: run_stream(s3, model, name, texts, workdir) for name, texts in streams.items()}
+        figures["destination_down"] = run_destination_down(s3, model, streams["held_out"], workdir)
     held = figures["held_out"]["checks"]
     figures["pass"] = {
         "held_out_no_drift": not figures["held_out"]["drift"]
@@ -133,6 +151,7 @@ def main() -> int:
         "negative_only_drift": figures["negative_only"]["drift"],
         "cut_to_20_words_drift": figures["cut_to_20_words"]["drift"],
         "no_failed_requests": all(f["failed_requests"] == 0 for f in figures.values() if isinstance(f, dict)),
+        "destination_down_drops_counted": figures["destination_down"]["dropped_failed"] > 0,
     }
     figures["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(figures))
