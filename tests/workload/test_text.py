@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, normalizers
 from workload.data.ingest import clean_text
-from workload.modeling.text import UNKNOWN, TextEncoder, build_tokenizer, ngram_features, strip_markup
+from workload.modeling.markup import strip_markup
+from workload.modeling.text import UNKNOWN, TextEncoder, build_tokenizer, ngram_features
 
 CORPUS = ["The movie was amazing!", "A dull, boring waste of two hours.", "The café was amazing, not dull."] * 3
 

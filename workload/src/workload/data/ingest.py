@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 from workload import storage
 from workload.data.processed import FORMAT, LABELS, MANIFEST, SPLITS, Review, count_labels, review_order, write_split
 from workload.errors import WorkloadError
-from workload.modeling.text import strip_markup
+from workload.modeling.markup import strip_markup
 
 if TYPE_CHECKING:
     from tqdm import tqdm

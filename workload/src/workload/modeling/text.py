@@ -16,16 +16,11 @@ from itertools import chain, repeat
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from workload.modeling.markup import strip_markup
+
 UNKNOWN = "[UNK]"
 PADDING = "[PAD]"
 PADDING_ID = 0  # [PAD] is the first special token, so id 0; sequence models pad with it
-_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-
-
-def strip_markup(text: str) -> str:
-    """The text with each HTML line break (IMDB's `<br />`) replaced by a space."""
-    # The `in` test first: it is ~20x cheaper than the regex, and most texts have no markup at all.
-    return _BREAK.sub(" ", text) if "<" in text else text
 
 
 def build_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
