@@ -3,6 +3,7 @@
     python benchmarks/serve.py --model MODEL_URI [--reviews aclImdb_train.tar.gz]   # a trained bundle
     python benchmarks/serve.py --quick                                              # tiny synthetic bundle
     python benchmarks/serve.py --quick --capture-overhead                           # data capture's cost
+    python benchmarks/serve.py --model NEW --baseline-python OLD/.venv/bin/python --baseline-model OLD_BUNDLE
 
 It starts the real server (`python -m workload serve`, gunicorn, default worker count) on 127.0.0.1 and
 measures, against these targets for a 2-core machine with the load generator on the same machine:
@@ -18,6 +19,10 @@ With `--capture-overhead` it measures instead what data capture at 100 % costs: 
 unless --workers is given), one capturing every request to an embedded S3 and one not, loaded in alternating wrk
 rounds; target: throughput with capture >= 95 % of without (median of the paired rounds, printed with their
 range, and the same ratio from server CPU per request).
+With `--baseline-python` it compares instead the sequential p50 with another checkout's workload (its venv's
+python and a bundle it trained; one from before the ops port works too): both servers run at once and take turns,
+one round of sequential requests each, the order swapped every round so drift hits both alike; target: the
+median of the per-round p50 ratios (this checkout / baseline) <= 1.
 Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
 distribution. Needs `wrk` (Debian package `wrk`).
 """
@@ -57,6 +62,7 @@ TARGETS = {
 }
 HEALTH_POLL_SECONDS = 0.05
 CAPTURE_TARGET = {"capture_throughput_ratio": 0.95}
+BASELINE_TARGET = {"p50_ratio": 1.0}
 
 WRK_POST_SCRIPT = """
 -- Cycles through pre-built POST /predict requests, one JSON body per line of the file given after `--`.
@@ -276,6 +282,50 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
     }
 
 
+def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[bytes], workdir: Path, env: dict) -> dict:
+    """Sequential p50 of this checkout's server against a baseline's, in alternating rounds (see the docstring)."""
+    servers = {
+        "this": ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "this.log"),
+        "baseline": ServerProcess(
+            args.baseline_model,
+            env={**os.environ, **env},
+            python=args.baseline_python,
+            log_path=workdir / "baseline.log",
+            ops_port=args.baseline_ops_port,
+        ),
+    }
+    per_request = max(1, args.sequential // args.rounds)
+    p50s: dict[str, list[float]] = {name: [] for name in servers}
+    with servers["this"], servers["baseline"]:
+        for server in servers.values():
+            server.wait_for("/health", timeout=120)
+            sequential_latencies_ms(server.port, bodies, 200)  # warm-up
+        for round_index in range(args.rounds):
+            order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+            for name in order:
+                latencies = sequential_latencies_ms(servers[name].port, bodies, per_request)
+                p50s[name].append(percentile(latencies, 50))
+    ratios = [this / baseline for this, baseline in zip(p50s["this"], p50s["baseline"], strict=True)]
+    figures: dict[str, object] = {
+        name: {
+            "p50_ms_median": round(statistics.median(values), 3),
+            "p50_ms_min": round(min(values), 3),
+            "p50_ms_max": round(max(values), 3),
+            "p50_ms_rounds": [round(value, 3) for value in values],
+        }
+        for name, values in p50s.items()
+    }
+    figures.update(
+        requests_per_round=per_request,
+        p50_ratio=round(statistics.median(ratios), 3),
+        p50_ratios=[round(ratio, 3) for ratio in ratios],
+        load_average_1m=round(os.getloadavg()[0], 2),
+        targets=BASELINE_TARGET,
+        passed=statistics.median(ratios) <= BASELINE_TARGET["p50_ratio"],
+    )
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -290,6 +340,14 @@ def main() -> int:
     parser.add_argument("--load-connections", type=int, default=128, help="connections sending maximum batches")
     parser.add_argument("--load-duration", type=int, default=15, help="seconds of health-under-load (default 15)")
     parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
+    parser.add_argument("--baseline-python", help="another checkout's venv python: compare the sequential p50")
+    parser.add_argument("--baseline-model", help="the bundle the baseline serves (trained by its own code)")
+    parser.add_argument(
+        "--baseline-ops-port",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="whether the baseline has the ops port (default: no, as before it)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise WorkloadError("wrk is not installed (apt-get install -y wrk)")
@@ -307,6 +365,11 @@ def main() -> int:
             env["WEB_CONCURRENCY"] = str(args.workers)
         if args.capture_overhead:
             print(json.dumps(capture_overhead(args, model, workdir, env)))
+            return 0
+        if args.baseline_python:
+            if not args.baseline_model:
+                raise WorkloadError("--baseline-python needs --baseline-model, a bundle the baseline trained")
+            print(json.dumps(compare_with_baseline(args, model, bodies, workdir, env)))
             return 0
         server = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "server.log")
         with server:

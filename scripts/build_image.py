@@ -18,6 +18,8 @@ Usage: python scripts/build_image.py [--tag imdb-sentiment-api:dev]
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import resource
@@ -45,6 +47,32 @@ INDEX_SETTINGS = ("index-url", "extra-index-url")
 ULIMIT_CAPS = {"nofile": (resource.RLIMIT_NOFILE, 20000), "nproc": (resource.RLIMIT_NPROC, 32768)}
 # Official python images are tagged python:<version>-slim-<Debian release>.
 PYTHON_SLIM = re.compile(r"^(?:docker\.io/(?:library/)?)?python:(?P<version>[\d.]+)-slim-(?P<release>[a-z]+)$")
+# A stand-in for the official image carries the id of the recipe it was built from, so a new recipe rebuilds it.
+STAND_IN_LABEL = "org.imdb-sentiment.stand-in-recipe"
+MMDEBSTRAP_HOOKS = Path("/usr/share/mmdebstrap/hooks")
+# debian:*-slim's dpkg path excludes and includes (debuerreotype's .slimify-excludes and .slimify-includes).
+SLIM_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/groff/*",
+    "/usr/share/info/*",
+    "/usr/share/linda/*",
+    "/usr/share/lintian/overrides/*",
+    "/usr/share/locale/*",
+    "/usr/share/man/*",
+)
+SLIM_INCLUDES = (
+    "/usr/share/doc/*/copyright",
+    "/usr/share/locale/all_languages",
+    "/usr/share/locale/currency/*",
+    "/usr/share/locale/l10n/*",
+    "/usr/share/locale/languages",
+    "/usr/share/locale/locale.alias",
+)
+# What the official image's build deletes from its Python (find's expression): test suites and bytecode.
+PYTHON_LEFTOVERS = (
+    "\\( \\( -type d -a \\( -name test -o -name tests -o -name idle_test \\) \\) "
+    "-o \\( -type f -a \\( -name '*.pyc' -o -name '*.pyo' \\) \\) \\)"
+)
 
 
 class BuildError(Exception):
@@ -107,51 +135,77 @@ def base_images(dockerfile: Path = DOCKERFILE) -> list[str]:
 
 
 def ensure_base_image(engine: Engine, image: str, cache_dir: Path) -> None:
-    """Have `image` locally: already there, pulled, or (for python:*-slim-<release>) a Debian stand-in."""
-    if engine.run("image", "inspect", image, check=False).returncode == 0:
-        return
-    pulled = engine.run("pull", image, check=False)
-    if pulled.returncode == 0:
-        return
-    reason = (pulled.stderr.strip().splitlines() or ["unknown error"])[-1]
+    """Have `image` locally: already there, pulled, or (for python:*-slim-<release>) a Debian stand-in, rebuilt
+    when it was built from an older recipe."""
     match = PYTHON_SLIM.match(image)
-    if not match:
-        raise BuildError(f"cannot pull the base image {image} ({reason}) and no stand-in is known for it")
-    print(
-        f"warning: cannot pull {image} ({reason}); building a stand-in from Debian {match['release']} packages "
-        f"(Debian's python3, not Python {match['version']}) and tagging it {image}",
-        file=sys.stderr,
-    )
+    inspected = engine.run("image", "inspect", "--format", "{{json .Config}}", image, check=False)
+    if inspected.returncode == 0:
+        config = json.loads(inspected.stdout) or {}
+        if match is None or not is_outdated_stand_in(config, match["release"]):
+            return
+        print(f"note: the stand-in for {image} was built from an older recipe; rebuilding it", file=sys.stderr)
+    else:
+        pulled = engine.run("pull", image, check=False)
+        if pulled.returncode == 0:
+            return
+        reason = (pulled.stderr.strip().splitlines() or ["unknown error"])[-1]
+        if not match:
+            raise BuildError(f"cannot pull the base image {image} ({reason}) and no stand-in is known for it")
+        print(
+            f"warning: cannot pull {image} ({reason}); building a stand-in from Debian {match['release']} packages "
+            f"(Debian's python3, not Python {match['version']}) and tagging it {image}",
+            file=sys.stderr,
+        )
     build_stand_in(engine, image, match["release"], cache_dir)
 
 
+def is_outdated_stand_in(config: dict, release: str) -> bool:
+    """Whether a local python:*-slim image (its `.Config`) is a stand-in from another recipe than today's. The
+    official image sets PYTHON_VERSION; stand-ins carry their recipe's id (those from before the label, none)."""
+    labels = config.get("Labels") or {}
+    if STAND_IN_LABEL in labels:
+        return labels[STAND_IN_LABEL] != stand_in_recipe_id(release)
+    return not any(variable.startswith("PYTHON_VERSION=") for variable in config.get("Env") or [])
+
+
+def stand_in_recipe(release: str) -> list[str]:
+    """mmdebstrap's arguments for a stand-in of python:*-slim-<release>, as the official image is made: Debian's
+    minbase with the slim variant's dpkg excludes, the official image's runtime packages (ca-certificates,
+    netbase, tzdata), Python (Debian's, with venv) stripped of bytecode and test suites, `python` on PATH."""
+    return [
+        "--variant=minbase",
+        "--include=ca-certificates,netbase,tzdata,python3-venv",
+        # Merge /usr in a hook: the usrmerge package mmdebstrap otherwise installs pulls in perl (45 MB).
+        f"--hook-dir={MMDEBSTRAP_HOOKS / 'merged-usr'}",
+        *(f"--dpkgopt=path-exclude={path}" for path in SLIM_EXCLUDES),
+        *(f"--dpkgopt=path-include={path}" for path in SLIM_INCLUDES),
+        f'--customize-hook=find "$1"/usr/lib/python3* -depth {PYTHON_LEFTOVERS} -exec rm -rf {{}} +',
+        '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+        '--customize-hook=ln -s /usr/bin/python3 "$1/usr/local/bin/python"',
+        release,
+    ]
+
+
+def stand_in_recipe_id(release: str) -> str:
+    return hashlib.sha256(json.dumps(stand_in_recipe(release)).encode()).hexdigest()[:12]
+
+
 def build_stand_in(engine: Engine, image: str, release: str, cache_dir: Path) -> None:
-    """A minimal Debian root filesystem with python3 and venv, `python` on PATH like the official image."""
+    """A Debian root filesystem made like the official image (see stand_in_recipe), tagged `image`."""
     if not shutil.which("mmdebstrap"):
         raise BuildError("the base image cannot be pulled and mmdebstrap is not installed to build a stand-in")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
         rootfs = Path(scratch) / "rootfs.tar"
-        excludes = [f"--dpkgopt=path-exclude=/usr/share/{folder}/*" for folder in ("man", "doc", "locale", "info")]
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                "--variant=minbase",
-                "--include=python3-venv,ca-certificates",
-                *excludes,
-                '--customize-hook=ln -s /usr/bin/python3 "$1/usr/local/bin/python"',
-                release,
-                str(rootfs),
-            ],
-            check=True,
-        )
+        subprocess.run(["mmdebstrap", "--quiet", *stand_in_recipe(release), str(rootfs)], check=True)
         engine.run(
             "import",
             "--change",
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "--change",
             "ENV LANG=C.UTF-8",
+            "--change",
+            f"LABEL {STAND_IN_LABEL}={stand_in_recipe_id(release)}",
             "--change",
             'CMD ["python3"]',
             str(rootfs),

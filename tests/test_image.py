@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -41,6 +42,11 @@ ECS_HEALTH_DEFAULTS = {"interval": 30, "timeout": 5, "retries": 3, "startPeriod"
 # slirp4netns's address for the host's loopback inside the container (with allow_host_loopback).
 SLIRP_HOST_LOOPBACK = "10.0.2.2"
 REVIEW = "The movie was amazing!"
+# Issue 11's bar for the serving image, uncompressed, base image included.
+IMAGE_BUDGET_BYTES = 350 * 10**6
+WORKLOAD_SOURCES = REPO_ROOT / "workload" / "src" / "workload"
+# The workload's boto3 clients, e.g. `boto3.client("s3", config=...)`.
+BOTO3_CLIENT = re.compile(r'boto3\.client\(\s*"([a-z0-9-]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +299,75 @@ def test_no_layer_holds_the_build_machines_pip_configuration(engine, image, tmp_
                     found = [needle for needle in needles if needle in data]
                     assert not found, f"{member.name} in a layer holds pip's {found}"
                     assert hashlib.sha256(data).hexdigest() != cert_digest, f"{member.name} is the build's CA bundle"
+
+
+def aws_services_the_image_calls() -> set[str]:
+    """The services the workload builds boto3 clients for, but launch-training's (cloud/: the operator's machine
+    runs it, not the image)."""
+    return {
+        service
+        for path in WORKLOAD_SOURCES.rglob("*.py")
+        if "cloud" not in path.relative_to(WORKLOAD_SOURCES).parts
+        for service in BOTO3_CLIENT.findall(path.read_text())
+    }
+
+
+def test_the_image_builds_every_aws_client_the_workload_calls(engine, image) -> None:
+    """The image keeps botocore's models for the services it calls only: each of those clients builds and knows
+    the operations the workload uses; a service it never calls (EC2) is gone, so the check above means something."""
+    services = aws_services_the_image_calls()
+    assert {"s3", "cloudwatch"} <= services, services
+    script = (
+        "import sys, boto3, botocore.exceptions\n"
+        "for service in sys.argv[1:]:\n"
+        "    boto3.client(service, region_name='us-east-1')\n"
+        "s3_client = boto3.client('s3', region_name='us-east-1')\n"
+        "s3_client.get_paginator('list_objects_v2')\n"
+        "s3 = s3_client.meta.service_model\n"
+        "cloudwatch = boto3.client('cloudwatch', region_name='us-east-1').meta.service_model\n"
+        "for operation in ('GetObject', 'PutObject', 'ListObjectsV2'):\n"
+        "    s3.operation_model(operation)\n"
+        "cloudwatch.operation_model('PutMetricData')\n"
+        "try:\n"
+        "    boto3.client('ec2', region_name='us-east-1')\n"
+        "except botocore.exceptions.UnknownServiceError:\n"
+        "    print('ec2 absent')\n"
+    )
+    ran = engine.run("run", "--rm", "--entrypoint", "python", image, "-c", script, *sorted(services), check=False)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "ec2 absent" in ran.stdout, "botocore still holds the models of services the image never calls"
+
+
+def test_the_image_fits_its_size_budget(engine, image) -> None:
+    """At most 350 MB uncompressed, the base image included (on a stand-in base, see docs/image.md)."""
+    (base,) = build_image.base_images()
+    sizes = {
+        name: int(engine.run("image", "inspect", "--format", "{{.Size}}", name).stdout)
+        for name in (image, build_image.qualified(base))
+    }
+    ours = sizes[image] - sizes[build_image.qualified(base)]
+    print(f"image {sizes[image] / 1e6:.0f} MB: base {(sizes[image] - ours) / 1e6:.0f} MB, ours {ours / 1e6:.0f} MB")
+    assert sizes[image] <= IMAGE_BUDGET_BYTES, f"the image is {sizes[image] / 1e6:.0f} MB"
+
+
+def test_a_stand_in_base_is_made_like_the_official_image(engine, image) -> None:
+    """Where the official python:*-slim image could not be pulled, the stand-in has its slim layout: no
+    documentation but copyright files, no manuals or translations, no apt lists, no perl beyond perl-base, and a
+    Python without bytecode or test suites, `python` on PATH, that makes venvs."""
+    base = build_image.qualified(build_image.base_images()[0])
+    config = json.loads(engine.run("image", "inspect", "--format", "{{json .Config}}", base).stdout)
+    if any(variable.startswith("PYTHON_VERSION=") for variable in config.get("Env") or []):
+        pytest.skip("the official base image was pulled (it sets PYTHON_VERSION): no stand-in to check")
+    script = (
+        "set -e\n"
+        "find /usr/share/doc -type f ! -name copyright | head -3\n"
+        # install-info's index (/usr/share/info/dir) is a file of the system, not a package's documentation.
+        "find /usr/share/man /usr/share/info /usr/share/locale -type f ! -name locale.alias ! -name dir | head -3\n"
+        "find /var/lib/apt/lists -type f ! -name lock | head -3\n"
+        "find /usr/lib/python3* \\( -name '*.pyc' -o -type d -name tests -o -type d -name test \\) | head -3\n"
+        "dpkg-query -W -f '${db:Status-Status} ${Package}\\n' perl usrmerge 2>/dev/null | grep ^installed || true\n"
+        "python -m venv /tmp/venv >/dev/null && /tmp/venv/bin/python -c 'import ssl, sqlite3, lzma, bz2, ctypes'\n"
+    )
+    ran = engine.run("run", "--rm", "--entrypoint", "sh", base, "-c", script, check=False)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert not ran.stdout.strip(), f"the stand-in holds what the official slim image leaves out:\n{ran.stdout}"

@@ -39,11 +39,14 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         python: str = sys.executable,
         log_path: Path | None = None,
+        ops_port: bool = True,
     ) -> None:
+        """`ops_port=False` runs a workload from before the ops port (a benchmark's baseline), whose `/health`
+        is on the app port."""
         self.model_uri = model_uri
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.ops_port = free_loopback_port()
+        self.ops_port = free_loopback_port() if ops_port else self.port
         self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self._env = dict(os.environ if env is None else env)
         self._python = python
@@ -54,7 +57,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         command = [self._python, "-m", "workload", "serve", "--model", self.model_uri]
-        command += ["--port", str(self.port), "--ops-port", str(self.ops_port)]
+        command += ["--port", str(self.port)]
+        if self.ops_port != self.port:
+            command += ["--ops-port", str(self.ops_port)]
         self._log_file = self._log_path.open("wb") if self._log_path else None
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(

@@ -16,6 +16,7 @@ from workload_devtools.server_process import ServerProcess
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "workload"
 DOCKERFILE = WORKLOAD_DIR / "Dockerfile"
+TRIM_VENV = WORKLOAD_DIR / "docker" / "trim_venv.py"
 
 
 def test_hadolint_is_clean():
@@ -41,6 +42,8 @@ def test_dockerfile_builds_the_image_the_platform_expects():
     assert 'ENTRYPOINT ["python", "-m", "workload", "serve"]' in final
     assert "COPY --from=builder /opt/dist /opt/dist" in final, "the wheel ships in the image for EC2 training"
     assert re.search(r"/opt/dist/\*\.whl.*pip install .*\[serve\]", text), "the image installs the very wheel it ships"
+    # The clean-venv test below runs the same script, so what it serves from is what the image serves from.
+    assert "COPY docker/trim_venv.py" in text and "/opt/venv/bin/python trim_venv.py" in text
     # No compilers or package installs in the final stage: it only copies the builder's venv.
     assert not re.search(r"gcc|g\+\+|build-essential|apt-get|pip install", final)
 
@@ -52,8 +55,9 @@ def test_dockerignore_keeps_the_context_to_the_package():
 
 @pytest.mark.integration
 def test_the_image_command_runs_from_a_clean_venv(tmp_path, tiny_bundle, bilstm_bundle):
-    """What the Dockerfile's builder does, minus Docker: a fresh venv, the workload built into a wheel, and
-    `pip install <that wheel>[serve]`. That venv has no torch, and serves every architecture."""
+    """What the Dockerfile's builder does, minus Docker: a fresh venv, the workload built into a wheel,
+    `pip install <that wheel>[serve]` and docker/trim_venv.py. That venv has no torch (nor huggingface-hub, nor
+    ONNX Runtime's C library), and serves every architecture."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
@@ -74,6 +78,8 @@ def test_the_image_command_runs_from_a_clean_venv(tmp_path, tiny_bundle, bilstm_
         timeout=600,
     )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    trim = subprocess.run([python, str(TRIM_VENV)], capture_output=True, text=True, timeout=300)
+    assert trim.returncode == 0, trim.stdout[-3000:] + trim.stderr[-3000:]
 
     help_run = subprocess.run(
         [python, "-m", "workload", "serve", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
