@@ -65,16 +65,18 @@ def test_bad_limits_fail_before_gunicorn_starts(monkeypatch):
 
 def test_the_master_side_imports_neither_torch_nor_prometheus(tmp_path):
     """The CLI module and gunicorn.conf.py run in the gunicorn master: no torch (fork safety), and no
-    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set; starting the ops port (`when_ready`) imports
-    neither torch nor Flask."""
+    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set; starting the ops port (`when_ready`) and
+    loading the worker class import neither torch nor Flask."""
     probe = f"""
 import json, logging, os, runpy, sys, types, urllib.request
+from gunicorn.util import load_class
 import workload.serving.server
 config = runpy.run_path({str(server.GUNICORN_CONF)!r})
 heavy = ("torch", "prometheus_client", "flask", "workload.serving.app")
 at_import = sorted(m for m in heavy if m in sys.modules)
 master = types.SimpleNamespace(cfg=types.SimpleNamespace(address=[("127.0.0.1", 1234)]), log=logging.getLogger())
 config["when_ready"](master)
+load_class(config["worker_class"])  # the master loads the worker class too
 port = master.ops_server.server_address[1]
 live = urllib.request.urlopen(f"http://127.0.0.1:{{port}}/health/live", timeout=10).read().decode()
 print(json.dumps({{
@@ -103,7 +105,7 @@ config["on_exit"](None)
         "omp": "1",
         "workers": 3,
         "preload": False,
-        "worker_class": "sync",
+        "worker_class": "workload.serving.worker.SecureSyncWorker",
         "bind": ["127.0.0.1:1234"],
     }
 
