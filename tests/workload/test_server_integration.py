@@ -193,6 +193,7 @@ def test_malformed_chunked_bodies_are_400_without_a_traceback(live, framing):
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),  # request line > 4094 bytes
         (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),  # field > 8190
         (b"GET / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),  # more than 100 header fields
+        (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: foo\r\n\r\n", 400),  # gunicorn: 501
     ],
 )
 def test_requests_gunicorn_rejects_itself_get_the_security_headers(live, request_bytes, status):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import socket
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn import util
+from gunicorn.http.errors import UnsupportedTransferCoding
 from gunicorn.workers.sync import SyncWorker
 
 from workload.serving.errors import HTTP_ERROR_CODES
@@ -37,10 +39,11 @@ class _RecordingSocket:
         self.written += bytes(data)
 
 
-def error_response(status: int, reason: str) -> bytes:
+def error_response(status: int) -> bytes:
     """A complete HTTP/1.1 error response: the API's JSON error shape and the security headers. The message is
     the reason phrase only: gunicorn's detail quotes the client's bytes back, and the log line already has it."""
     code = HTTP_ERROR_CODES.get(status, "internal_error" if status >= 500 else "http_error")
+    reason = HTTPStatus(status).phrase
     body = json.dumps({"error": {"code": code, "message": reason}}).encode()
     headers = {
         "Connection": "close",
@@ -59,7 +62,12 @@ class SecureSyncWorker(SyncWorker):
         status_line = recorder.written.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
         if len(status_line) < 3 or not status_line[1].isdigit():
             return  # gunicorn wrote nothing (it failed before writing): nothing to rewrite either
+        status = int(status_line[1])
+        if isinstance(exc, UnsupportedTransferCoding):
+            # gunicorn answers 501 (RFC 9112 6.1 says SHOULD), but it is the client's input: a 5xx would count
+            # against the service in the 5xx alarm. gunicorn itself logs it as an invalid request.
+            status = 400
         try:
-            util.write_nonblock(client, error_response(int(status_line[1]), status_line[2]))
+            util.write_nonblock(client, error_response(status))
         except Exception:  # as gunicorn's own handle_error: the client may be gone
             self.log.debug("Failed to send error message.")
