@@ -65,22 +65,36 @@ def test_bad_limits_fail_before_gunicorn_starts(monkeypatch):
 
 def test_the_master_side_imports_neither_torch_nor_prometheus(tmp_path):
     """The CLI module and gunicorn.conf.py run in the gunicorn master: no torch (fork safety), and no
-    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set; starting the ops port (`when_ready`) imports
-    neither torch nor Flask."""
+    prometheus_client before PROMETHEUS_MULTIPROC_DIR is set; starting the ops port (`when_ready`) and
+    loading the worker class import neither torch nor Flask. Serving the ops port imports nothing: a worker
+    forked while the ops thread held a module's import lock would deadlock importing that module."""
     probe = f"""
-import json, logging, os, runpy, sys, types, urllib.request
+import json, logging, os, runpy, socket, sys, types
+from gunicorn.util import load_class
 import workload.serving.server
 config = runpy.run_path({str(server.GUNICORN_CONF)!r})
 heavy = ("torch", "prometheus_client", "flask", "workload.serving.app")
 at_import = sorted(m for m in heavy if m in sys.modules)
 master = types.SimpleNamespace(cfg=types.SimpleNamespace(address=[("127.0.0.1", 1234)]), log=logging.getLogger())
 config["when_ready"](master)
+load_class(config["worker_class"])  # the master loads the worker class too
 port = master.ops_server.server_address[1]
-live = urllib.request.urlopen(f"http://127.0.0.1:{{port}}/health/live", timeout=10).read().decode()
+
+def ask(request):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+
+before = set(sys.modules)
+paths = ("/health", "/health/live", "/metrics", "/openapi.json", "/nope")
+answers = [ask(f"GET {{path}} HTTP/1.0\\r\\n\\r\\n".encode()) for path in paths] + [ask(b"BAD\\r\\n\\r\\n")]
+imported_while_serving = sorted(set(sys.modules) - before)
+live = answers[1].split("\\r\\n\\r\\n", 1)[1]
 print(json.dumps({{
     "heavy": at_import,
     "heavy_with_ops_port": sorted(m for m in ("torch", "flask", "workload.serving.app") if m in sys.modules),
     "live": live,
+    "imported_while_serving": imported_while_serving,
     "metrics_dir": os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]),
     "omp": os.environ["OMP_NUM_THREADS"],
     "workers": config["workers"],
@@ -99,11 +113,12 @@ config["on_exit"](None)
         "heavy": [],
         "heavy_with_ops_port": [],
         "live": '{"status": "alive"}',
+        "imported_while_serving": [],
         "metrics_dir": True,
         "omp": "1",
         "workers": 3,
         "preload": False,
-        "worker_class": "sync",
+        "worker_class": "workload.serving.worker.SecureSyncWorker",
         "bind": ["127.0.0.1:1234"],
     }
 

@@ -3,7 +3,8 @@
 One server for the module (starting gunicorn + torch costs seconds): the fixture starts it before the bundle
 exists in S3, so readiness (on the ops port) must go 503 -> 200 once the bundle is uploaded; the tests then
 exercise the API, the multi-worker metrics, health while every worker is busy, worker replacement under load,
-malformed chunked bodies over raw sockets, the OpenAPI contract, and finally a graceful SIGTERM.
+malformed chunked bodies and requests gunicorn rejects itself over raw sockets, the OpenAPI contract, and
+finally a graceful SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.generation import GenerationMode
+from workload.serving.headers import SECURITY_HEADERS
 from workload_devtools.embedded_s3 import EmbeddedS3
 from workload_devtools.server_process import ServerProcess, get
 
@@ -181,6 +183,29 @@ def test_malformed_chunked_bodies_are_400_without_a_traceback(live, framing):
     assert head.startswith(b"HTTP/1.1 400"), response[:300]
     assert json.loads(body)["error"]["code"] == "bad_request"
     assert "Traceback" not in live.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NOT A REQUEST LINE\r\n\r\n", 400),
+        (b"G@T / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),  # an invalid method
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),  # request line > 4094 bytes
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),  # field > 8190
+        (b"GET / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),  # more than 100 header fields
+        (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: foo\r\n\r\n", 400),  # gunicorn: 501
+    ],
+)
+def test_requests_gunicorn_rejects_itself_get_the_security_headers(live, request_bytes, status):
+    """gunicorn answers these before Flask runs; the worker class gives them the headers and the error shape."""
+    head, _, body = send_raw(live.server.port, request_bytes).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert status_line.split(" ")[1] == str(status), status_line
+    assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    assert headers["Content-Type"] == "application/json" and int(headers["Content-Length"]) == len(body)
+    assert set(json.loads(body)["error"]) == {"code", "message"}
+    assert b"a" * 100 not in body  # the client's bytes are not echoed back
 
 
 def test_health_answers_while_every_worker_is_busy(live):

@@ -40,7 +40,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffini
 # Sync workers need a buffering proxy in front: the ALB forwards only complete requests. Reached directly, an
 # idle or very slow client holds a worker until GUNICORN_TIMEOUT, when the master kills that worker and a new
 # one starts (and reloads the model).
-worker_class = "sync"
+# The sync worker, with the security headers and the API's error shape on gunicorn's own error responses too.
+worker_class = "workload.serving.worker.SecureSyncWorker"
 preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests finish within this many seconds (ECS stopTimeout is 30 s).

@@ -26,6 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+# At import, never in a request: the ops thread must not import anything (see `OpsServer`).
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, multiprocess
+from prometheus_client.registry import Collector, CollectorRegistry
+
 from workload.serving.errors import HTTP_ERROR_CODES as ERROR_CODES_BY_STATUS
 from workload.serving.headers import SECURITY_HEADERS
 
@@ -38,8 +42,6 @@ NOT_READY_REASON = "model not ready"
 
 def _merged_metrics(files: Callable[[], list[str]]) -> list[Any]:
     """The multiprocess collector's merged metrics; retried when a dead worker's file vanishes mid-read."""
-    from prometheus_client import multiprocess
-
     for _ in range(3):
         try:
             return list(multiprocess.MultiProcessCollector.merge(files(), accumulate=True))
@@ -60,9 +62,6 @@ def ready_workers(directory: str) -> collections.Counter[str]:
 
 def render_metrics() -> tuple[bytes, str]:
     """Prometheus exposition text for all workers (or this process outside multiprocess mode)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-    from prometheus_client.registry import Collector, CollectorRegistry
-
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
@@ -134,7 +133,13 @@ class OpsHandler(BaseHTTPRequestHandler):
 
 
 class OpsServer(ThreadingHTTPServer):
-    """The ops HTTP server; `start()` serves it from a daemon thread of the calling process."""
+    """The ops HTTP server; `start()` serves it from a daemon thread of the calling process.
+
+    In the gunicorn master, that thread runs while workers fork. A thread that is importing a module holds
+    that module's import lock, and a worker forked at that moment inherits the lock held by a thread it does
+    not have: the worker hangs for good when it imports the module (seen: a worker stuck importing
+    prometheus_client while the ops thread answered the first `/health`). So serving a request imports
+    nothing: everything it needs is imported with this module (tests/workload/test_server.py checks)."""
 
     daemon_threads = True
 
