@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import scipy.sparse
 import torch
 from tokenizers import Tokenizer
 from torch import nn
@@ -27,7 +28,7 @@ from torch.nn import functional
 from workload.data.processed import ProcessedData, Review, split_validation
 from workload.errors import WorkloadError
 from workload.modeling.architectures import NgramNB, SentimentModel, build_model
-from workload.modeling.features import DEFAULT_ARCH, BagBatch, Batch, ModelConfig, featurize
+from workload.modeling.features import DEFAULT_ARCH, Batch, ModelConfig, featurize
 from workload.modeling.linear import (
     LinearFit,
     LinearHyperparameters,
@@ -220,22 +221,23 @@ def _fit(
     return best, history
 
 
+def _presence(config: ModelConfig, encoder: TextEncoder, texts: list[str]) -> scipy.sparse.csr_matrix:
+    """The texts' n-gram presence rows (their batch, as large, is dropped once converted)."""
+    return presence_matrix(featurize(config, encoder, texts), config.vocab_size + config.n_buckets)  # type: ignore[arg-type]
+
+
 def _fit_ngram(
-    config: ModelConfig, train_batch: BagBatch, train_labels: np.ndarray, validation_batch: BagBatch,
-    validation_labels: np.ndarray, unlabelled_batch: BagBatch | None, hyper: LinearHyperparameters,
+    config: ModelConfig, train: scipy.sparse.csr_matrix, train_labels: np.ndarray,
+    validation: scipy.sparse.csr_matrix, validation_labels: np.ndarray, unlabelled: scipy.sparse.csr_matrix | None,
+    hyper: LinearHyperparameters,
 ) -> tuple[NgramNB, LinearFit]:  # fmt: skip
     """The convex NB-weighted logistic regression, as the NgramNB module the bundle stores and the API folds."""
-    n_features = config.vocab_size + config.n_buckets
-    validation = presence_matrix(validation_batch, n_features)
 
     def monitor(point: LinearFit) -> dict:
         loss, accuracy = mean_loss_and_accuracy(point.logits(validation), validation_labels)
         return {"validation_loss": loss, "validation_accuracy": accuracy}
 
-    unlabelled = None if unlabelled_batch is None else presence_matrix(unlabelled_batch, n_features)
-    fit = fit_nb_logistic(
-        presence_matrix(train_batch, n_features), train_labels, unlabelled, hyper, config.nb_smoothing, monitor
-    )
+    fit = fit_nb_logistic(train, train_labels, unlabelled, hyper, config.nb_smoothing, monitor)
     model = NgramNB(config)
     model.load_linear_fit(fit.ratio, fit.weights, fit.bias)
     return model, fit
@@ -273,16 +275,30 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
     )
     config = ModelConfig(arch=options.arch, vocab_size=tokenizer.get_vocab_size())
     encoder = TextEncoder(tokenizer)
-    train_batch = featurize(config, encoder, [review.text for review in train_reviews])
-    validation_batch = featurize(config, encoder, [review.text for review in validation_reviews])
+    train_texts, validation_texts = (
+        [review.text for review in train_reviews],
+        [review.text for review in validation_reviews],
+    )
     train_labels, validation_labels = _labels(train_reviews), _labels(validation_reviews)
+    n_unlabelled = len(unlabelled_texts)
+    if isinstance(hyper, LinearHyperparameters):  # straight to sparse rows: no batch stays alive beside them
+        train_set, validation_set = (
+            _presence(config, encoder, train_texts),
+            _presence(config, encoder, validation_texts),
+        )
+        unlabelled_set = _presence(config, encoder, unlabelled_texts) if unlabelled_texts else None
+        del unlabelled_texts
+    else:
+        train_batch, validation_batch = (
+            featurize(config, encoder, train_texts),
+            featurize(config, encoder, validation_texts),
+        )
     featurize_seconds = time.perf_counter() - started
 
     if isinstance(hyper, LinearHyperparameters):
-        unlabelled_batch = featurize(config, encoder, unlabelled_texts) if unlabelled_texts else None
         model, fit = _fit_ngram(
-            config, train_batch, train_labels, validation_batch, validation_labels, unlabelled_batch, hyper
-        )  # type: ignore[arg-type]
+            config, train_set, train_labels, validation_set, validation_labels, unlabelled_set, hyper
+        )
         history = fit.history
         best = BestEpoch(len(history), history[-1]["validation_accuracy"], history[-1]["validation_loss"])
         details = {"gradient_norm": fit.gradient_norm, "n_pseudo_labelled": fit.n_pseudo_labelled}
@@ -296,7 +312,7 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
         details = {}
     model.to("cpu").eval()
     log.info("trained %s on %d reviews (%d unlabelled offered): validation accuracy %.4f", options.arch,
-             len(train_reviews), len(unlabelled_texts), best.accuracy)  # fmt: skip
+             len(train_reviews), n_unlabelled, best.accuracy)  # fmt: skip
     metrics = {
         "validation_accuracy": best.accuracy,
         "validation_loss": best.loss,
@@ -305,7 +321,7 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
         "history": history,
         "n_train": len(train_reviews),
         "n_validation": len(validation_reviews),
-        "n_unlabelled": len(unlabelled_texts),
+        "n_unlabelled": n_unlabelled,
         **details,
         "training_seconds": time.perf_counter() - started,
         "featurize_seconds": featurize_seconds,
