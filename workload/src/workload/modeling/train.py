@@ -56,7 +56,7 @@ class Hyperparameters:
 # (docs/model.md: C and the pseudo-label confidence); 2^20 hash buckets instead of 2^22 cost ~0.4 points.
 DEFAULTS: dict[str, Hyperparameters | LinearHyperparameters] = {
     "ngram": LinearHyperparameters(
-        # the real data's fits converge within 60 iterations a round: even the dev stack's `--epochs 2` lets them
+        # the real data's fits converge within 65 iterations a round: even the dev stack's `--epochs 2` lets them
         epochs=15,
         iterations_per_epoch=40,
         inverse_l2=0.3,
