@@ -1,11 +1,11 @@
 """The torch model architectures (training only: serving never imports this module).
 
-- `ngram` (default): NBSVM-style linear model over binarised uni/bi/trigram features ("NBSVM++" as in
-  fast.ai): each feature's weight is its naive-Bayes log-count ratio r times a learned factor (w + offset),
-  so training starts from the NB solution; early stopping keeps it near there. Fast and strong on CPU.
+- `ngram` (default): NBSVM-style linear model over binarised uni/bi/trigram features: each feature's weight is
+  its naive-Bayes log-count ratio r times a learned factor (w + offset). modeling.linear fits it (a convex
+  logistic regression with scipy, not a torch loop); this module holds the result for the bundle and for parity.
 - `bilstm`: embedding + bidirectional LSTM + max/mean pooling. Slower; kept as the sequence-model option.
 
-`features.featurize` turns texts into each architecture's numpy batch; the same loop in train.py trains both.
+`features.featurize` turns texts into each architecture's numpy batch; train.py's loop trains `bilstm`.
 Each model also writes what the API needs besides the weights (`export_for_serving`): nothing for `ngram`,
 which the API scores in numpy, and `model.onnx` for `bilstm`, which it runs with ONNX Runtime.
 """
@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional
 
 from workload.bundle.format import ONNX_MODEL
-from workload.modeling.features import BagBatch, ModelConfig, SequenceBatch
+from workload.modeling.features import ModelConfig, SequenceBatch
 from workload.modeling.text import PADDING_ID
 
 
@@ -36,35 +36,23 @@ class NgramNB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
         self.register_buffer("ratio", torch.zeros(n_features, 1))
 
-    def fit_prior(self, batch: BagBatch, labels: np.ndarray) -> None:
-        """Set r = log((p / |p|) / (q / |q|)) from smoothed feature counts in positive (p) and negative (q) texts."""
-        n_features = self.ratio.shape[0]
-        owner = np.repeat(labels, batch.sizes)
-        alpha = self.config.nb_smoothing
-        positive = np.bincount(batch.features[owner == 1], minlength=n_features) + alpha
-        negative = np.bincount(batch.features[owner == 0], minlength=n_features) + alpha
-        ratio = self.config.nb_scale * (np.log(positive / positive.sum()) - np.log(negative / negative.sum()))
-        self.ratio.copy_(torch.from_numpy(ratio.astype(np.float32)).unsqueeze(1))
+    def load_linear_fit(self, ratio: np.ndarray, weights: np.ndarray, bias: float) -> None:
+        """Hold a fit whose logit is sum_f ratio_f * weights_f + bias (modeling.linear) in this parametrisation."""
+        scale, offset = self.config.nb_scale, self.config.nb_offset
+        with torch.no_grad():
+            self.ratio.copy_(torch.from_numpy((scale * ratio).astype(np.float32)).unsqueeze(1))
+            self.weight.copy_(torch.from_numpy((weights / scale - offset).astype(np.float32)).unsqueeze(1))
+            self.bias.fill_(bias)
 
     def forward(self, features: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         ratio = self.ratio[features].squeeze(1)
-        # sparse gradients: a step touches only the batch's features, not all few million weights
-        learned = functional.embedding_bag(
-            features, self.weight, offsets, mode="sum", per_sample_weights=ratio, sparse=True
-        )
+        learned = functional.embedding_bag(features, self.weight, offsets, mode="sum", per_sample_weights=ratio)
         prior = functional.embedding_bag(features, self.ratio, offsets, mode="sum")
         return (learned + self.config.nb_offset * prior).squeeze(1) + self.bias
 
     def export_for_serving(self, folder: Path) -> list[str]:
         """Nothing beyond the weights: the API scores this model in numpy from the safetensors file."""
         return []
-
-    def make_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-        """SparseAdam for the sparse feature weights (it has no weight decay: early stopping regularises)."""
-        return [
-            torch.optim.SparseAdam([self.weight], lr=learning_rate),
-            torch.optim.Adam([self.bias], lr=learning_rate),
-        ]
 
 
 class BiLSTMClassifier(nn.Module):
@@ -75,9 +63,6 @@ class BiLSTMClassifier(nn.Module):
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden_dim, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(4 * config.hidden_dim, 1)  # max- and mean-pooled states of both directions
-
-    def fit_prior(self, batch: SequenceBatch, labels: np.ndarray) -> None:
-        """No data-derived initialisation for this architecture."""
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.clamp(min=1)  # an empty review is read as one padding token

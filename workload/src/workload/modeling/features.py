@@ -23,8 +23,10 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the trained tokenizer
     ngram_order: int = 3
     n_buckets: int = 1 << 22
-    nb_offset: float = 0.4  # the learned factor starts at w + offset = offset for every feature
-    nb_scale: float = 0.1  # r is scaled down so that the starting logits are O(1), not saturated
+    # NgramNB's stored parametrisation (the bundle's `ratio` is scale * r, its factor w + offset), kept so that
+    # bundles trained before the convex fit still load; NgramNB.load_linear_fit converts a fit into it
+    nb_offset: float = 0.4
+    nb_scale: float = 0.1
     nb_smoothing: float = 1.0
     # bilstm sizes: 64/64/256 trains ~4x faster per batch on CPU than 128/128/400 (measured)
     embedding_dim: int = 64
