@@ -11,6 +11,7 @@ S3 so the published copy is what gets scored. Nothing may delete.
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,28 @@ READ_PREFIXES = (RAW_PREFIX, PROCESSED_PREFIX, MODELS_PREFIX)
 WRITE_PREFIXES = (PROCESSED_PREFIX, MODELS_PREFIX, LOGS_PREFIX)
 RAW_ARCHIVE_KEY = f"{RAW_PREFIX}aclImdb_v1.tar.gz"
 TRAINING_LOGS_PREFIX = f"{LOGS_PREFIX}training/"
+ECS_AMI_PARAMETER_PREFIX = "/aws/service/ecs/optimized-ami/"
+# An instance family: its series letters, generation digit and attribute suffix (c7i, g6e, m7gd, inf2, trn1).
+_INSTANCE_FAMILY = re.compile(r"(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z-]*)")
+
+
+def ami_variant_for(instance_type: str) -> str | None:
+    """The ECS-optimised AMI variant an instance type needs: `gpu` (NVIDIA), `neuron` (Inferentia, Trainium),
+    `arm64` (Graviton: a1, or a `g` among the family's attributes) or `x86_64`; None for an unfamiliar name."""
+    family = _INSTANCE_FAMILY.fullmatch(instance_type.split(".", 1)[0])
+    if family is None:
+        return None
+    if family["series"] in ("g", "gr", "p"):
+        return "gpu"
+    if family["series"] in ("inf", "trn"):
+        return "neuron"
+    return "arm64" if family["series"] == "a" or "g" in family["attributes"] else "x86_64"
+
+
+def ami_parameter_variant(parameter: str) -> str:
+    """The variant an ECS-optimised AMI parameter names: a path segment after the OS (none for x86-64)."""
+    segments = parameter.removeprefix(ECS_AMI_PARAMETER_PREFIX).split("/")
+    return next((segment for segment in segments if segment in ("gpu", "neuron", "arm64")), "x86_64")
 
 
 def render_user_data(settings: dict[str, str]) -> str:
@@ -64,6 +87,18 @@ class TrainingArgs:
     """The stack's `modelVersion`: a run gates its bundle against it and records the verdict in the registry."""
     run_tags: dict[str, str]
     """Tags for the instances and volumes a run creates (the provider's default tags do not reach them)."""
+
+    def __post_init__(self) -> None:
+        # EC2 refuses an arm64 AMI on an x86 type only when a run launches, long after `pulumi up`; a CPU AMI on
+        # a GPU type launches without the NVIDIA driver and trains on the CPU it pays GPU prices for.
+        if not self.ami_ssm_parameter.startswith(ECS_AMI_PARAMETER_PREFIX):
+            return  # a custom AMI: its owner knows what it holds
+        needed, named = ami_variant_for(self.instance_type), ami_parameter_variant(self.ami_ssm_parameter)
+        if needed is not None and needed != named:
+            raise ValueError(
+                f"trainingAmiParameter {self.ami_ssm_parameter} is the {named} ECS-optimised AMI, but "
+                f"trainingInstanceType {self.instance_type} needs the {needed} one"
+            )
 
 
 class TrainingCompute(pulumi.ComponentResource):

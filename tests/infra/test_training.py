@@ -143,3 +143,35 @@ def test_shell_check_rejects_a_broken_script(shell_check):
         shell_check("#!/bin/bash\nrm -rf $1/tmp\n")
     with pytest.raises(AssertionError, match="bash"):
         shell_check("#!/bin/bash\nif true; then\n")
+
+
+ECS_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/{}recommended/image_id"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "variant"),
+    [("c7i.xlarge", ""), ("g6.xlarge", "gpu/"), ("p5.48xlarge", "gpu/"), ("c7g.xlarge", "arm64/"),
+     ("m7gd.large", "arm64/"), ("a1.large", "arm64/"), ("inf2.xlarge", "neuron/")],
+)  # fmt: skip
+def test_an_ecs_ami_of_the_variant_the_instance_type_needs_is_accepted(instance_type, variant):
+    dataclasses.replace(ARGS, instance_type=instance_type, ami_ssm_parameter=ECS_AMI.format(variant))
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "variant", "message"),
+    [
+        # EC2 refuses to launch it, but only when a run starts, long after `pulumi up` succeeded
+        ("c7g.xlarge", "", "is the x86_64 ECS-optimised AMI, but trainingInstanceType c7g.xlarge needs the arm64"),
+        # launches, without the NVIDIA driver: the run trains on the CPU of a GPU-priced instance
+        ("g6.xlarge", "", "is the x86_64 ECS-optimised AMI, but trainingInstanceType g6.xlarge needs the gpu"),
+        # a GPU instance's price for a CPU run (the x86 GPU AMI boots on it, to no purpose)
+        ("c7i.xlarge", "gpu/", "is the gpu ECS-optimised AMI, but trainingInstanceType c7i.xlarge needs the x86_64"),
+    ],
+)
+def test_an_ecs_ami_of_another_variant_is_refused_at_preview(instance_type, variant, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ARGS, instance_type=instance_type, ami_ssm_parameter=ECS_AMI.format(variant))
+
+
+def test_a_custom_ami_parameter_is_left_to_its_owner():
+    dataclasses.replace(ARGS, instance_type="c7g.xlarge", ami_ssm_parameter="/team/ami/training-arm64")
