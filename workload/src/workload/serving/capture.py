@@ -10,7 +10,7 @@ rest in batches: the features (token length, unknown-token rate) in one vectoris
 one object per partition per flush, named by host, process and a random id, so no two workers (or flushes)
 ever write the same object. A full buffer drops the new records; a destination that is down drops the batch;
 both are counted in `sentiment_capture_records_total{outcome=...}`. `close_all` flushes what is buffered (the
-gunicorn `worker_exit` hook and atexit call it). At 100 % this costs a few per cent of throughput
+gunicorn `worker_exit` hook and atexit call it). At 100 % its threads use about 2 % of a worker's CPU
 (docs/monitoring.md): the work that scales with the text is all in C.
 """
 
