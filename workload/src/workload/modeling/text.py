@@ -1,10 +1,9 @@
 """Tokenization (a `tokenizers` WordLevel vocabulary trained on the train split) and n-gram feature hashing.
 
 `TextEncoder` turns texts into token ids (training, evaluation, the baseline and the API share it, markup
-stripped by `strip_markup` first, so a review pasted with IMDB's `<br />` gets the tokens it was trained
-on); everything after it is
-vectorised with numpy over the whole batch, with no per-token Python loops, because `Predictor.predict` sits
-on the API's hot path.
+stripped by `strip_markup` first, so a review pasted with IMDB's `<br />` gets the tokens it was trained on);
+everything after it is vectorised with numpy over the whole batch, with no per-token Python loops, because
+`Predictor.predict` sits on the API's hot path.
 """
 
 from __future__ import annotations

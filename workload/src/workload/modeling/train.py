@@ -231,8 +231,9 @@ def _fit_ngram(
     config: ModelConfig, train: scipy.sparse.csr_matrix, train_labels: np.ndarray,
     validation: scipy.sparse.csr_matrix, validation_labels: np.ndarray, unlabelled: scipy.sparse.csr_matrix | None,
     hyper: LinearHyperparameters,
-) -> tuple[NgramNB, LinearFit]:  # fmt: skip
-    """The convex NB-weighted logistic regression, as the NgramNB module the bundle stores and the API folds."""
+) -> tuple[NgramNB, BestEpoch, list[dict], dict]:  # fmt: skip
+    """The convex NB-weighted logistic regression, as the NgramNB module the bundle stores and the API folds; its
+    curve's last point (the converged fit) is the model, and the fit's own figures are the details."""
 
     def monitor(point: LinearFit) -> dict:
         loss, accuracy = mean_loss_and_accuracy(point.logits(validation), validation_labels)
@@ -241,7 +242,9 @@ def _fit_ngram(
     fit = fit_nb_logistic(train, train_labels, unlabelled, hyper, config.nb_smoothing, monitor)
     model = NgramNB(config)
     model.load_linear_fit(fit.ratio, fit.weights, fit.bias)
-    return model, fit
+    last = fit.history[-1]
+    best = BestEpoch(len(fit.history), last["validation_accuracy"], last["validation_loss"])
+    return model, best, fit.history, {"gradient_norm": fit.gradient_norm, "n_pseudo_labelled": fit.n_pseudo_labelled}
 
 
 def _unlabelled_reviews(data: ProcessedData, hyper: Hyperparameters | LinearHyperparameters) -> list[Review]:
@@ -283,21 +286,15 @@ def train(data: ProcessedData, options: TrainOptions) -> TrainedModel:
         validation_set = _presence(config, encoder, validation_texts)
         unlabelled_set = _presence(config, encoder, unlabelled_texts) if unlabelled_texts else None
         del unlabelled_texts
+        featurize_seconds = time.perf_counter() - started
+        model, best, history, details = _fit_ngram(
+            config, train_set, train_labels, validation_set, validation_labels, unlabelled_set, hyper
+        )
     else:
         train_batch = featurize(config, encoder, train_texts)
         validation_batch = featurize(config, encoder, validation_texts)
-    featurize_seconds = time.perf_counter() - started
-
-    if isinstance(hyper, LinearHyperparameters):
-        model, fit = _fit_ngram(
-            config, train_set, train_labels, validation_set, validation_labels, unlabelled_set, hyper
-        )
-        history = fit.history
-        best = BestEpoch(len(history), history[-1]["validation_accuracy"], history[-1]["validation_loss"])
-        details = {"gradient_norm": fit.gradient_norm, "n_pseudo_labelled": fit.n_pseudo_labelled}
-    else:
-        model = build_model(config)
-        model.to(device)
+        featurize_seconds = time.perf_counter() - started
+        model = build_model(config).to(device)
         best, history = _fit(
             model, train_batch, train_labels, validation_batch, validation_labels, hyper, options.seed, device
         )
