@@ -12,8 +12,8 @@ import sys
 import pytest
 from workload.cli import SDK_LOGGERS
 from workload.errors import WorkloadError
-from workload.logs import logconfig_dict
 from workload.serving import server
+from workload.serving.logs import JsonFormatter, logconfig_dict
 from workload_devtools.ports import free_loopback_port
 
 
@@ -139,3 +139,13 @@ def test_gunicorn_log_config_keeps_the_aws_sdk_quiet():
         root.handlers[:] = saved_handlers
         for name, level in saved_levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("argument", ["café", "\ud800"])  # a lone surrogate: orjson refuses it, the line must not
+def test_log_lines_are_one_json_object_even_for_odd_text(argument):
+    record = logging.LogRecord("workload.api", logging.INFO, __file__, 1, "text %s", (argument,), None)
+    record.fields = {"status": 400}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == f"text {argument}" and entry["status"] == 400 and entry["level"] == "INFO"

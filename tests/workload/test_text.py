@@ -116,3 +116,14 @@ def test_ngram_features_match_per_document_hashing_and_are_unique():
     assert all(value < 1010 for value in features)
     # n-grams never straddle two documents: doc 2 ([7]) followed by doc 3 has no (7, 6) bigram of its own
     assert set(per_doc[2]) == {7}
+
+
+def test_ngram_hashes_are_pinned_for_one_text_and_for_a_batch():
+    """Trained bundles store weights by these ids: any change to the hashing (or to the one-text shortcut) would
+    score every existing bundle wrongly, so the ids are pinned, one text alone and the same text in a batch."""
+    one, offsets = ngram_features(np.array([5, 6, 7, 5]), np.array([4]), order=3, vocab_size=10, n_buckets=1000)
+    assert one.tolist() == [5, 6, 7, 51, 160, 479, 808, 988] and offsets.tolist() == [0]
+    batch, offsets = ngram_features(
+        np.array([5, 6, 7, 5, 1, 2]), np.array([4, 2]), order=3, vocab_size=10, n_buckets=1000
+    )
+    assert batch.tolist() == [5, 6, 7, 51, 160, 479, 808, 988, 1, 2, 545] and offsets.tolist() == [0, 8]

@@ -21,7 +21,7 @@ from workload.errors import first_line
 from workload.serving import metrics
 from workload.serving.capture import Capture
 from workload.serving.errors import HTTP_ERROR_CODES, ApiError
-from workload.serving.headers import SECURITY_HEADERS, relative_location
+from workload.serving.headers import SecureHeaders
 from workload.serving.model_state import ModelHolder
 from workload.serving.routes import CAPTURE_KEY, SETTINGS_KEY, routes
 from workload.serving.settings import ServeSettings
@@ -43,17 +43,10 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.extensions.update({ModelHolder.EXTENSION_KEY: holder, SETTINGS_KEY: settings})
     app.extensions[CAPTURE_KEY] = Capture(settings)
     _install_metrics_hooks(app)
-    app.after_request(_secure)
     _install_error_handlers(app)
     app.register_blueprint(routes)
+    app.wsgi_app = SecureHeaders(app.wsgi_app)  # type: ignore[method-assign]
     return app
-
-
-def _secure(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    if "Location" in response.headers:
-        response.headers["Location"] = relative_location(response.headers["Location"])
-    return response
 
 
 def _install_metrics_hooks(app: Flask) -> None:

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from workload.logs import logconfig_dict as _logconfig_dict
+from workload.serving.logs import logconfig_dict as _logconfig_dict
 
 # prometheus-client picks multiprocess mode when it is *imported*, so the directory must exist in the
 # environment before any worker starts. A fresh directory per server: stale files would resurrect old counts.
@@ -52,7 +52,7 @@ control_socket_disable = True
 
 accesslog = "-"
 errorlog = "-"
-logger_class = "workload.serving.access_log.JsonAccessLogger"
+logger_class = "workload.serving.logs.JsonAccessLogger"
 logconfig_dict = _logconfig_dict(os.environ.get("LOG_LEVEL", "INFO").upper())
 
 

