@@ -296,6 +296,7 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
     }
     per_request = max(1, args.sequential // args.rounds)
     p50s: dict[str, list[float]] = {name: [] for name in servers}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
     with servers["this"], servers["baseline"]:
         for server in servers.values():
             server.wait_for("/health", timeout=120)
@@ -303,9 +304,13 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
         for round_index in range(args.rounds):
             order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
             for name in order:
+                cpu_before = server_cpu_seconds(servers[name])
                 latencies = sequential_latencies_ms(servers[name].port, bodies, per_request)
+                cpu_ms[name].append(1000 * (server_cpu_seconds(servers[name]) - cpu_before) / per_request)
                 p50s[name].append(percentile(latencies, 50))
     ratios = [this / baseline for this, baseline in zip(p50s["this"], p50s["baseline"], strict=True)]
+    # The server's CPU per request: what the p50 is mostly made of, and steadier than a latency on a shared machine
+    cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
     figures: dict[str, object] = {
         name: {
             "p50_ms_median": round(statistics.median(values), 3),
@@ -317,6 +322,8 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
     }
     figures.update(
         requests_per_round=per_request,
+        server_cpu_ms_per_request={name: round(value, 3) for name, value in cpu.items()},
+        server_cpu_ratio=round(cpu["this"] / cpu["baseline"], 3),
         p50_ratio=round(statistics.median(ratios), 3),
         p50_ratios=[round(ratio, 3) for ratio in ratios],
         load_average_1m=round(os.getloadavg()[0], 2),
