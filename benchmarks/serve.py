@@ -22,7 +22,9 @@ range, and the same ratio from server CPU per request).
 With `--baseline-python` it compares instead the sequential p50 with another checkout's workload (its venv's
 python and a bundle it trained; one from before the ops port works too): both servers run at once and take turns,
 one round of sequential requests each, the order swapped every round so drift hits both alike; target: the
-median of the per-round p50 ratios (this checkout / baseline) <= 1.
+median of the per-round p50 ratios (this checkout / baseline) <= 1. Then `--throughput-rounds` paired wrk rounds
+of single-review `/predict` (32 connections) on the same two servers; target: the median of the per-round
+throughput ratios >= 0.95 (no more than 5 % below the baseline).
 Reviews come from the real IMDB tarball when given, else from the synthetic corpus at IMDB's length
 distribution. Needs `wrk` (Debian package `wrk`).
 """
@@ -62,7 +64,7 @@ TARGETS = {
 }
 HEALTH_POLL_SECONDS = 0.05
 CAPTURE_TARGET = {"capture_throughput_ratio": 0.95}
-BASELINE_TARGET = {"p50_ratio": 1.0}
+BASELINE_TARGET = {"p50_ratio": 1.0, "throughput_ratio": 0.95}
 
 WRK_POST_SCRIPT = """
 -- Cycles through pre-built POST /predict requests, one JSON body per line of the file given after `--`.
@@ -308,7 +310,9 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
                 latencies = sequential_latencies_ms(servers[name].port, bodies, per_request)
                 cpu_ms[name].append(1000 * (server_cpu_seconds(servers[name]) - cpu_before) / per_request)
                 p50s[name].append(percentile(latencies, 50))
+        rates = paired_throughput(servers, args, workdir)
     ratios = [this / baseline for this, baseline in zip(p50s["this"], p50s["baseline"], strict=True)]
+    rate_ratios = [this / baseline for this, baseline in zip(rates["this"], rates["baseline"], strict=True)]
     # The server's CPU per request: what the p50 is mostly made of, and steadier than a latency on a shared machine
     cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
     figures: dict[str, object] = {
@@ -326,11 +330,30 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
         server_cpu_ratio=round(cpu["this"] / cpu["baseline"], 3),
         p50_ratio=round(statistics.median(ratios), 3),
         p50_ratios=[round(ratio, 3) for ratio in ratios],
+        throughput_rps={name: [round(rate, 1) for rate in values] for name, values in rates.items()},
+        throughput_ratio=round(statistics.median(rate_ratios), 3),
+        throughput_ratio_range=[round(min(rate_ratios), 3), round(max(rate_ratios), 3)],
         load_average_1m=round(os.getloadavg()[0], 2),
         targets=BASELINE_TARGET,
-        passed=statistics.median(ratios) <= BASELINE_TARGET["p50_ratio"],
+        passed={
+            "p50_ratio": statistics.median(ratios) <= BASELINE_TARGET["p50_ratio"],
+            "throughput_ratio": statistics.median(rate_ratios) >= BASELINE_TARGET["throughput_ratio"],
+        },
     )
     return figures
+
+
+def paired_throughput(servers: dict[str, ServerProcess], args: argparse.Namespace, workdir: Path) -> dict:
+    """Single-review /predict requests per second of each server, in wrk rounds taking turns (order swapped)."""
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    post_script, bodies = workdir / "post.lua", workdir / "bodies.jsonl"
+    for round_index in range(args.throughput_rounds):
+        order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+        for name in order:
+            url = servers[name].url + "/predict"
+            rate = wrk_requests_per_second(url, args.duration, args.connections, post_script, bodies)
+            rates[name].append(rate)
+    return rates
 
 
 def main() -> int:
@@ -349,6 +372,9 @@ def main() -> int:
     parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
     parser.add_argument("--baseline-python", help="another checkout's venv python: compare the sequential p50")
     parser.add_argument("--baseline-model", help="the bundle the baseline serves (trained by its own code)")
+    parser.add_argument(
+        "--throughput-rounds", type=int, default=6, help="paired wrk rounds against the baseline (default 6)"
+    )
     parser.add_argument(
         "--baseline-ops-port",
         action=argparse.BooleanOptionalAction,
