@@ -133,14 +133,15 @@ def test_a_full_buffer_drops_and_counts_instead_of_waiting(tiny_bundle, tmp_path
     app = serving_app(tiny_bundle, CAPTURE_PERCENT="100", CAPTURE_URI=str(tmp_path / "capture"))
     writer = app.extensions[CAPTURE_KEY].writer
     stuck = threading.Event()
-    monkeypatch.setattr(writer, "_flush", lambda pending: stuck.wait(30))  # a writer that never finishes
-    monkeypatch.setattr(capture, "QUEUE_RECORDS", 5)
+    monkeypatch.setattr(writer, "_flush", lambda partitions: stuck.wait(30))  # a writer that never finishes
+    monkeypatch.setattr(capture, "BUFFER_BYTES", 5 * 400)  # room for about 5 records of this review
     monkeypatch.setattr(capture, "FLUSH_RECORDS", 1)
     before = dropped("dropped_full")
     client = app.test_client()
     statuses = [client.post("/predict", json={"text": REVIEWS[0]}).status_code for _ in range(20)]
     assert statuses == [200] * 20
-    assert dropped("dropped_full") - before >= 20 - 5 - 1  # at most the buffer and the batch in hand were kept
+    # at most two buffers' worth were kept: the one being written (stuck) and the one filling
+    assert 20 - 2 * 5 <= dropped("dropped_full") - before < 20
     stuck.set()
     capture.close_all()
 
@@ -162,24 +163,31 @@ def test_bad_capture_settings_are_one_line_errors(config, message):
 
 
 def test_the_features_captured_from_a_prediction_match_a_fresh_tokenization(tiny_bundle):
-    from workload.bundle.predictor import Predictor, token_stats
+    from workload.bundle.predictor import Predictor
 
     predictor = Predictor.load(str(tiny_bundle))
     texts = [f"{REVIEWS[i % 3]} {'word ' * (i % 7)}" for i in range(1_100)]  # more than one predict chunk
     predictor.predict(texts)
-    reused, fresh = token_stats([predictor.last_encoding()]), predictor.token_stats(texts)
+    reused, fresh = predictor.last_encoding().stats(), predictor.token_stats(texts)
     assert reused.lengths.tolist() == fresh.lengths.tolist() and len(reused.lengths) == 1_100
     assert reused.unknown_rates.tolist() == fresh.unknown_rates.tolist()
+    assert fresh.unknown_rates.max() == 1.0 > fresh.unknown_rates.min()  # "zxqv qqzx" is all unknown words
     predictor.predict(texts[:2])
     assert len(predictor.last_encoding().lengths) == 2  # only the latest call's texts
 
 
-def test_one_flush_counts_each_models_unknown_tokens_by_its_own_unknown_id():
-    from workload.bundle.predictor import Encoding, token_stats
+@pytest.mark.parametrize(
+    ("flat", "lengths", "counts"),
+    [
+        ([1, 5, 1, 7], [3, 1], [2, 0]),  # a batch
+        ([7, 1, 1], [3], [2]),  # one text, the API's usual request
+        ([1, 1], [0, 2, 0], [0, 2, 0]),  # texts without tokens
+        ([], [], []),
+    ],
+)
+def test_unknown_tokens_are_counted_per_text(flat, lengths, counts):
+    from workload.bundle.predictor import Encoding
 
-    # a flush can span a model swap: two vocabularies, two [UNK] ids
-    old = Encoding(np.array([1, 5, 1, 7]), np.array([3, 1]), unknown_id=1)
-    new = Encoding(np.array([7, 7, 1]), np.array([0, 1, 2]), unknown_id=7)
-    stats = token_stats([old, new])
-    assert stats.lengths.tolist() == [3, 1, 0, 1, 2]
-    assert stats.unknown_rates.tolist() == pytest.approx([2 / 3, 0.0, 0.0, 1.0, 0.5])
+    encoding = Encoding(np.array(flat, dtype=np.int64), np.array(lengths, dtype=np.int64), unknown_id=1)
+    assert encoding.unknown_counts() == counts
+    assert encoding.stats().unknown_rates.tolist() == [c / max(n, 1) for c, n in zip(counts, lengths, strict=True)]

@@ -40,21 +40,19 @@ class Encoding(NamedTuple):
     lengths: np.ndarray
     unknown_id: int
 
+    def unknown_counts(self) -> list[int]:
+        """Each text's number of tokens outside the vocabulary (one text, the API's usual request: two numpy calls)."""
+        unknown = self.flat == self.unknown_id
+        if len(self.lengths) == 1:
+            return [int(np.count_nonzero(unknown))]
+        # unknown tokens up to each text's end, minus those before its start
+        running = np.concatenate(([0], np.cumsum(unknown)))
+        ends = np.cumsum(self.lengths)
+        return (running[ends] - running[ends - self.lengths]).tolist()
 
-def token_stats(encodings: Sequence[Encoding]) -> TokenStats:
-    """Each text's length and unknown-token rate, over many encodings in one vectorised pass (data capture's
-    writer computes a whole batch of requests at once: per request, numpy's call overhead dominates)."""
-    if not encodings:
-        return TokenStats(np.zeros(0, dtype=np.int64), np.zeros(0))
-    lengths = np.concatenate([encoding.lengths for encoding in encodings])
-    flat = np.concatenate([encoding.flat for encoding in encodings])
-    # one comparison for the lot (not one numpy call per encoding), each token against its own model's unknown id
-    unknown_ids = np.repeat([encoding.unknown_id for encoding in encodings], [len(e.flat) for e in encodings])
-    unknown = flat == unknown_ids
-    # unknown tokens up to each text's end, minus those before its start
-    running = np.concatenate(([0], np.cumsum(unknown)))
-    ends = np.cumsum(lengths)
-    return TokenStats(lengths, (running[ends] - running[ends - lengths]) / np.maximum(lengths, 1))
+    def stats(self) -> TokenStats:
+        unknown = np.asarray(self.unknown_counts(), dtype=np.float64)
+        return TokenStats(self.lengths, unknown / np.maximum(self.lengths, 1))
 
 
 class _RecordingEncoder:
@@ -115,7 +113,7 @@ class Predictor:
     def token_stats(self, texts: Sequence[str]) -> TokenStats:
         """Each text's length in tokens and unknown-token rate, by the model's own tokenizer (monitoring's
         derived features: no model involved, so no torch)."""
-        return token_stats([Encoding(*self.encoder.encode(texts), self.encoder.unknown_id)])
+        return Encoding(*self.encoder.encode(texts), self.encoder.unknown_id).stats()
 
     def last_encoding(self) -> Encoding:
         """The token ids of this thread's latest `predict` call, as it encoded them (no second pass)."""

@@ -1,17 +1,21 @@
 """Data capture: a sampled share of `/predict` requests recorded for the monitoring job (`python -m workload monitor`).
 
-The request thread only draws the sample and puts one tuple on a bounded in-memory buffer (never waits, never
-fails): its texts, predictions and the prediction's own token ids. A writer thread per worker process does the
-rest in batches: the features (token length, unknown-token rate) in one vectorised pass, the JSON lines
-(orjson) and their compression (ISA-L's gzip, about 4x faster than zlib at the same ratio), written as
+The request thread draws the sample and, for a sampled request, writes its records' JSON lines (orjson; the
+features, token length and unknown-token rate, come from the prediction's own token ids) into a buffer the
+writer owns: one preallocated bytearray per partition, copied into, never handed over. So no object a request
+allocated outlives the request: glibc returns memory freed by the thread that allocated it straight to that
+thread's cache, and request objects kept for, then freed by, another thread left the request thread's heap
+ever colder and more fragmented (that, more than the writer's own work, was what capture cost). A full buffer
+drops the new records (never waits). A writer thread per worker process swaps the buffers about twice a second
+and, when a flush is due, compresses each partition's lines as one block (ISA-L's gzip, about 4x faster than
+zlib at the same ratio) and writes it as
 
     <CAPTURE_URI>/model_version=<v>/date=YYYY-MM-DD/hour=HH/<host>-<pid>-<uuid>.jsonl.gz
 
 one object per partition per flush, named by host, process and a random id, so no two workers (or flushes)
-ever write the same object. A full buffer drops the new records; a destination that is down drops the batch;
-both are counted in `sentiment_capture_records_total{outcome=...}`. `close_all` flushes what is buffered (the
-gunicorn `worker_exit` hook and atexit call it). At 100 % its threads use about 2 % of a worker's CPU
-(docs/monitoring.md): the work that scales with the text is all in C.
+ever write the same object. A destination that is down drops the batch; drops are counted in
+`sentiment_capture_records_total{outcome=...}`. `close_all` flushes what is buffered (the gunicorn
+`worker_exit` hook and atexit call it). Its cost is in docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -26,23 +30,23 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from isal import igzip
 
 from workload import storage
-from workload.bundle.predictor import Encoding, Prediction, Predictor, token_stats
+from workload.bundle.predictor import Prediction, Predictor
 from workload.errors import first_line
 from workload.serving import metrics
 from workload.serving.settings import ServeSettings
 
 log = logging.getLogger("workload.serving.capture")
 
-# Worst case held per worker: QUEUE_RECORDS texts of MAX_TEXT_CHARS; an IMDB review averages ~1.3 kB.
-QUEUE_RECORDS = 5_000
+# Per partition and worker, two buffers of this size (filling and being written): about 2,700 IMDB-length
+# records each, a few seconds of a saturated worker.
+BUFFER_BYTES = 4 << 20
 DRAIN_SECONDS = 0.5
 FLUSH_RECORDS = 1_000
 CLOSE_TIMEOUT_SECONDS = 10.0
@@ -55,18 +59,33 @@ def request_id(given: str | None) -> str:
     return given if given is not None and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
-class _Request(NamedTuple):
-    time: float
-    request_id: str
-    model_version: str
-    texts: Sequence[str]
-    predictions: Sequence[Prediction]
-    encoding: Encoding
+class _Lines:
+    """One partition's JSON lines, copied into a bytearray allocated once and reused after each write."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(BUFFER_BYTES)
+        self.used = 0
+        self.records = 0
+
+    def append(self, lines: list[bytes]) -> bool:
+        """Copy `lines` in, each with its newline; False (and nothing copied) when they do not all fit."""
+        end = self.used + sum(len(line) + 1 for line in lines)
+        if end > len(self.data):
+            return False
+        for line in lines:
+            self.data[self.used : self.used + len(line)] = line
+            self.used += len(line) + 1
+            self.data[self.used - 1] = 0x0A  # \n
+        self.records += len(lines)
+        return True
+
+    def clear(self) -> None:
+        self.used = self.records = 0
 
 
 @functools.lru_cache(maxsize=16)
 def _utc_second(epoch_second: int) -> tuple[str, str]:
-    """One UTC second's ISO 8601 prefix and capture partition (a flush spans a few seconds: cached)."""
+    """One UTC second's ISO 8601 prefix and capture partition (cached: requests arrive many a second)."""
     moment = time.gmtime(epoch_second)
     return time.strftime("%Y-%m-%dT%H:%M:%S", moment), time.strftime("date=%Y-%m-%d/hour=%H", moment)
 
@@ -79,9 +98,9 @@ class CaptureWriter:
         self.include_text = include_text
         self.flush_seconds = flush_seconds
         self._s3_client = s3_client
-        self._buffer: list[_Request] = []
-        self._buffered_records = 0
-        self._lock = threading.Lock()  # uncontended: the writer takes it twice a second
+        self._filling: dict[str, _Lines] = {}  # partition -> the lines requests append to
+        self._spare: list[_Lines] = []  # written buffers, for the next partitions to fill
+        self._lock = threading.Lock()  # held for a copy of a few kB or a swap of two dicts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._started = threading.Lock()
@@ -90,17 +109,17 @@ class CaptureWriter:
     def offer(
         self, request_id: str, predictor: Predictor, texts: Sequence[str], predictions: Sequence[Prediction]
     ) -> None:
-        """Buffer the request `predictor` has just predicted (in this thread), or drop (and count) its records
-        when they do not fit. Never blocks."""
+        """Buffer the records of the request `predictor` has just predicted (in this thread), or drop (and count)
+        them when they do not fit. Never blocks on the writer."""
         self._start_once()
-        request = _Request(time.time(), request_id, predictor.version, texts, predictions, predictor.last_encoding())
+        partition, lines = self._json_lines(time.time(), request_id, predictor, texts, predictions)
         with self._lock:
-            fits = self._buffered_records + len(texts) <= QUEUE_RECORDS
-            if fits:
-                self._buffer.append(request)
-                self._buffered_records += len(texts)
+            lines_buffer = self._filling.get(partition)
+            if lines_buffer is None:
+                lines_buffer = self._filling[partition] = self._spare.pop() if self._spare else _Lines()
+            fits = lines_buffer.append(lines)
         if not fits:
-            metrics.CAPTURE_RECORDS.labels("dropped_full").inc(len(texts))
+            metrics.CAPTURE_RECORDS.labels("dropped_full").inc(len(lines))
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Write out what is buffered and stop the thread (waits at most `timeout` seconds)."""
@@ -112,62 +131,62 @@ class CaptureWriter:
         if self._thread.ident is None and self._started.acquire(blocking=False):  # ident: cheaper than is_alive()
             self._thread.start()  # in the serving process, after gunicorn's fork: threads do not survive a fork
 
+    def _json_lines(
+        self, now: float, request_id: str, predictor: Predictor, texts: Sequence[str], predictions: Sequence[Prediction]
+    ) -> tuple[str, list[bytes]]:
+        """The request's partition and one JSON document per text."""
+        encoding = predictor.last_encoding()
+        second, hour = _utc_second(int(now))
+        stamp = f"{second}.{int(now % 1 * 1000):03d}+00:00"
+        features = zip(encoding.lengths.tolist(), encoding.unknown_counts(), strict=True)
+        lines = []
+        for text, prediction, (length, unknown) in zip(texts, predictions, features, strict=True):
+            record = {
+                "time": stamp,
+                "request_id": request_id,
+                "model_version": predictor.version,
+                "token_length": length,
+                "unknown_token_rate": unknown / length if length else 0.0,
+                "non_ascii": not text.isascii(),
+                "score": float(prediction.score),
+                "label": prediction.label,
+            }
+            if self.include_text:
+                record["text"] = text
+            lines.append(orjson.dumps(record))  # never fails: texts are valid Unicode, scores finite
+        return f"model_version={predictor.version}/{hour}", lines
+
     def _run(self) -> None:
-        pending: list[_Request] = []
-        pending_records = 0
         deadline = time.monotonic() + self.flush_seconds
         while True:
             stopping = self._stop.wait(min(DRAIN_SECONDS, self.flush_seconds))
             with self._lock:
-                pending += self._buffer
-                pending_records += self._buffered_records
-                self._buffer, self._buffered_records = [], 0
-            if stopping or pending_records >= FLUSH_RECORDS or time.monotonic() >= deadline:
-                self._flush(pending)
-                pending, pending_records = [], 0
+                records = sum(lines.records for lines in self._filling.values())
+                due = stopping or records >= FLUSH_RECORDS or time.monotonic() >= deadline
+                written, self._filling = (self._filling, {}) if due else ({}, self._filling)
+            if due:
+                self._flush(written)
+                with self._lock:
+                    self._spare.extend(written.values())
                 deadline = time.monotonic() + self.flush_seconds
             if stopping:
                 return
 
-    def _flush(self, pending: list[_Request]) -> None:
-        for partition, lines in self._json_lines(pending).items():
+    def _flush(self, partitions: dict[str, _Lines]) -> None:
+        for partition, lines in partitions.items():
             name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.jsonl.gz"
-            body = igzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)
+            body = igzip.compress(memoryview(lines.data)[: lines.used], compresslevel=1)
+            records = lines.records
+            lines.clear()
             try:
                 storage.write_bytes(f"{self.uri}/{partition}/{name}", body, client=self._client())
             except Exception as exc:  # the writer is a boundary: a failed batch is dropped and counted, never raised
-                metrics.CAPTURE_RECORDS.labels("dropped_failed").inc(len(lines))
+                metrics.CAPTURE_RECORDS.labels("dropped_failed").inc(records)
                 if first_line(exc) != self._last_error:  # once per distinct failure, not once per batch
                     self._last_error = first_line(exc)
-                    log.error("capture write failed, %d records dropped: %s", len(lines), self._last_error)
+                    log.error("capture write failed, %d records dropped: %s", records, self._last_error)
                 continue
-            metrics.CAPTURE_RECORDS.labels("written").inc(len(lines))
-
-    def _json_lines(self, pending: list[_Request]) -> dict[str, list[bytes]]:
-        """Each partition's records, one JSON document per text."""
-        stats = token_stats([request.encoding for request in pending])
-        features = zip(stats.lengths.tolist(), stats.unknown_rates.tolist(), strict=True)
-        partitions: dict[str, list[bytes]] = defaultdict(list)
-        for request in pending:
-            second, hour = _utc_second(int(request.time))
-            stamp = f"{second}.{int(request.time % 1 * 1000):03d}+00:00"
-            lines = partitions[f"model_version={request.model_version}/{hour}"]
-            for text, prediction in zip(request.texts, request.predictions, strict=True):
-                length, rate = next(features)
-                record = {
-                    "time": stamp,
-                    "request_id": request.request_id,
-                    "model_version": request.model_version,
-                    "token_length": length,
-                    "unknown_token_rate": rate,
-                    "non_ascii": not text.isascii(),
-                    "score": float(prediction.score),
-                    "label": prediction.label,
-                }
-                if self.include_text:
-                    record["text"] = text
-                lines.append(orjson.dumps(record))  # never fails: texts are valid Unicode, scores finite
-        return partitions
+            metrics.CAPTURE_RECORDS.labels("written").inc(records)
 
     def _client(self) -> Any:
         if self._s3_client is None and storage.is_s3(self.uri):
