@@ -2,13 +2,11 @@
 
 The request thread draws the sample and, for a sampled request, writes its records' JSON lines (orjson; the
 features, token length and unknown-token rate, come from the prediction's own token ids) into a buffer the
-writer owns: one preallocated bytearray per partition, copied into, never handed over. So no object a request
-allocated outlives the request: glibc returns memory freed by the thread that allocated it straight to that
-thread's cache, and request objects kept for, then freed by, another thread left the request thread's heap
-ever colder and more fragmented (that, more than the writer's own work, was what capture cost). A full buffer
-drops the new records (never waits). A writer thread per worker process swaps the buffers about twice a second
-and, when a flush is due, compresses each partition's lines as one block (ISA-L's gzip, about 4x faster than
-zlib at the same ratio) and writes it as
+writer owns: one bytearray per partition, allocated once and reused, copied into. So nothing a request
+allocates outlives the request or is freed by another thread, and what is buffered is bounded in bytes. A full
+buffer drops the new records (never waits). A writer thread per worker process swaps the buffers about twice a
+second and, when a flush is due, compresses each partition's lines as one block (ISA-L's gzip, about 4x faster
+than zlib at the same ratio) and writes it as
 
     <CAPTURE_URI>/model_version=<v>/date=YYYY-MM-DD/hour=HH/<host>-<pid>-<uuid>.jsonl.gz
 
