@@ -17,8 +17,8 @@ measures, against these targets for a 2-core machine with the load generator on 
   MAX_BODY_BYTES), `/health` on the ops port, polled every 50 ms, has p99 <= 1 s.
 With `--capture-overhead` it measures instead what data capture at 100 % costs: two servers (one worker each
 unless --workers is given), one capturing every request to an embedded S3 and one not, loaded in alternating wrk
-rounds; target: throughput with capture >= 95 % of without (median of the paired rounds, printed with their
-range, and the same ratio from server CPU per request).
+rounds, the pair started afresh `--epochs` times; target: throughput with capture >= 95 % of without (median of
+the paired rounds, printed with their range, and the same ratio from server CPU per request).
 With `--baseline-python` it compares instead the sequential p50 with another checkout's workload (its venv's
 python and a bundle it trained; one from before the ops port works too): both servers run at once and take turns,
 one round of sequential requests each, the order swapped every round so drift hits both alike; target: the
@@ -230,36 +230,24 @@ def server_cpu_seconds(server: ServerProcess) -> float:
 
 
 def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: dict[str, str]) -> dict:
-    """Throughput of /predict with capture at 100 % against without, paired round by round."""
+    """Throughput of /predict with capture at 100 % against without, paired round by round, over `--epochs` fresh
+    pairs of servers: two server processes doing the same work differ by a few percent on a shared machine (their
+    memory layout, their cores), so one pair's bias must not decide the result."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
     with EmbeddedS3() as s3:
         s3.client().create_bucket(Bucket="capture")
         # One worker per server unless --workers says otherwise: each server's worker gets a core while it is
         # loaded, and the A/B does not hinge on whether a second worker came up (see docs/monitoring.md).
         env = {"WEB_CONCURRENCY": "1", **env}
         capturing = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": "s3://capture/capture/"}
-        plain = ServerProcess(model, env={**os.environ, **env}, log_path=workdir / "plain.log")
-        capture = ServerProcess(model, env={**capturing, **env}, log_path=workdir / "capture.log")
-        with plain, capture:
-            plain.wait_ready(timeout=120)
-            capture.wait_ready(timeout=120)
-            rates: dict[str, list[float]] = {"off": [], "on": []}
-            cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
-            # One unmeasured round each: steady state, not a worker's one-off start-up (the capturing one imports
-            # boto3 and builds its S3 client at its first write, about a CPU-second each).
-            for server in (plain, capture):
-                wrk_requests_per_second(
-                    server.url + "/predict", args.duration, args.connections, workdir / "post.lua",
-                    workdir / "bodies.jsonl",
-                )  # fmt: skip
-            for _ in range(args.rounds):
-                for name, server in (("off", plain), ("on", capture)):
-                    cpu_before = server_cpu_seconds(server)
-                    rate = wrk_requests_per_second(
-                        server.url + "/predict", args.duration, args.connections, workdir / "post.lua",
-                        workdir / "bodies.jsonl",
-                    )  # fmt: skip
-                    rates[name].append(rate)
-                    cpu_ms[name].append(1000 * (server_cpu_seconds(server) - cpu_before) / (rate * args.duration))
+        for epoch in range(args.epochs):
+            servers = {
+                "off": ServerProcess(model, env={**os.environ, **env}, log_path=workdir / f"plain-{epoch}.log"),
+                "on": ServerProcess(model, env={**capturing, **env}, log_path=workdir / f"capture-{epoch}.log"),
+            }
+            with servers["off"], servers["on"]:
+                capture_epoch(args, servers, workdir, rates, cpu_ms, rounds=max(1, args.rounds // args.epochs))
         objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0)
     ratios = [on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
     ratio = statistics.median(ratios)
@@ -273,6 +261,7 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
         "capture_on_rps": round(statistics.mean(rates["on"]), 1),
         "capture_throughput_ratio": round(ratio, 3),
         "capture_throughput_ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+        "epochs": args.epochs,
         "rounds": {key: [round(v, 1) for v in values] for key, values in rates.items()}
         | {"ratios": [round(v, 3) for v in ratios]},
         "capture_objects_written": objects,
@@ -282,6 +271,32 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
             "capture_cpu_throughput_ratio": cpu_ratio >= CAPTURE_TARGET["capture_throughput_ratio"],
         },
     }
+
+
+def capture_epoch(
+    args: argparse.Namespace,
+    servers: dict[str, ServerProcess],
+    workdir: Path,
+    rates: dict[str, list[float]],
+    cpu_ms: dict[str, list[float]],
+    rounds: int,
+) -> None:
+    """One pair of servers: a warm-up round each, then `rounds` paired rounds, the order swapped every round."""
+    for server in servers.values():
+        server.wait_ready(timeout=120)
+    post_script, bodies = workdir / "post.lua", workdir / "bodies.jsonl"
+    url = {name: server.url + "/predict" for name, server in servers.items()}
+    # One unmeasured round each: steady state, not a worker's one-off start-up (the capturing one imports boto3 and
+    # builds its S3 client at its first write, about a CPU-second each).
+    for name in servers:
+        wrk_requests_per_second(url[name], args.duration, args.connections, post_script, bodies)
+    for round_index in range(rounds):
+        for name in ("off", "on") if round_index % 2 == 0 else ("on", "off"):
+            server = servers[name]
+            cpu_before = server_cpu_seconds(server)
+            rate = wrk_requests_per_second(url[name], args.duration, args.connections, post_script, bodies)
+            rates[name].append(rate)
+            cpu_ms[name].append(1000 * (server_cpu_seconds(server) - cpu_before) / (rate * args.duration))
 
 
 def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[bytes], workdir: Path, env: dict) -> dict:
@@ -370,6 +385,9 @@ def main() -> int:
     parser.add_argument("--load-connections", type=int, default=128, help="connections sending maximum batches")
     parser.add_argument("--load-duration", type=int, default=15, help="seconds of health-under-load (default 15)")
     parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="fresh server pairs for --capture-overhead, sharing --rounds (default 4)"
+    )
     parser.add_argument("--baseline-python", help="another checkout's venv python: compare the sequential p50")
     parser.add_argument("--baseline-model", help="the bundle the baseline serves (trained by its own code)")
     parser.add_argument(
