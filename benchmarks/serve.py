@@ -281,22 +281,16 @@ def capture_epoch(
     cpu_ms: dict[str, list[float]],
     rounds: int,
 ) -> None:
-    """One pair of servers: a warm-up round each, then `rounds` paired rounds, the order swapped every round."""
+    """One pair of servers: a warm-up round each, then `rounds` paired rounds, added to `rates` and `cpu_ms`."""
     for server in servers.values():
         server.wait_ready(timeout=120)
-    post_script, bodies = workdir / "post.lua", workdir / "bodies.jsonl"
-    url = {name: server.url + "/predict" for name, server in servers.items()}
     # One unmeasured round each: steady state, not a worker's one-off start-up (the capturing one imports boto3 and
     # builds its S3 client at its first write, about a CPU-second each).
+    paired_throughput(servers, args, workdir, rounds=1)
+    epoch_rates, epoch_cpu_ms = paired_throughput(servers, args, workdir, rounds)
     for name in servers:
-        wrk_requests_per_second(url[name], args.duration, args.connections, post_script, bodies)
-    for round_index in range(rounds):
-        for name in ("off", "on") if round_index % 2 == 0 else ("on", "off"):
-            server = servers[name]
-            cpu_before = server_cpu_seconds(server)
-            rate = wrk_requests_per_second(url[name], args.duration, args.connections, post_script, bodies)
-            rates[name].append(rate)
-            cpu_ms[name].append(1000 * (server_cpu_seconds(server) - cpu_before) / (rate * args.duration))
+        rates[name] += epoch_rates[name]
+        cpu_ms[name] += epoch_cpu_ms[name]
 
 
 def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[bytes], workdir: Path, env: dict) -> dict:
@@ -325,7 +319,7 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
                 latencies = sequential_latencies_ms(servers[name].port, bodies, per_request)
                 cpu_ms[name].append(1000 * (server_cpu_seconds(servers[name]) - cpu_before) / per_request)
                 p50s[name].append(percentile(latencies, 50))
-        rates = paired_throughput(servers, args, workdir)
+        rates, _ = paired_throughput(servers, args, workdir, args.throughput_rounds)
     ratios = [this / baseline for this, baseline in zip(p50s["this"], p50s["baseline"], strict=True)]
     rate_ratios = [this / baseline for this, baseline in zip(rates["this"], rates["baseline"], strict=True)]
     # The server's CPU per request: what the p50 is mostly made of, and steadier than a latency on a shared machine
@@ -358,17 +352,23 @@ def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[byt
     return figures
 
 
-def paired_throughput(servers: dict[str, ServerProcess], args: argparse.Namespace, workdir: Path) -> dict:
-    """Single-review /predict requests per second of each server, in wrk rounds taking turns (order swapped)."""
+def paired_throughput(
+    servers: dict[str, ServerProcess], args: argparse.Namespace, workdir: Path, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each server's single-review /predict requests per second and server CPU ms per request, in wrk rounds
+    taking turns, the order swapped every round so drift hits both alike."""
     rates: dict[str, list[float]] = {name: [] for name in servers}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
     post_script, bodies = workdir / "post.lua", workdir / "bodies.jsonl"
-    for round_index in range(args.throughput_rounds):
+    for round_index in range(rounds):
         order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
         for name in order:
+            cpu_before = server_cpu_seconds(servers[name])
             url = servers[name].url + "/predict"
             rate = wrk_requests_per_second(url, args.duration, args.connections, post_script, bodies)
             rates[name].append(rate)
-    return rates
+            cpu_ms[name].append(1000 * (server_cpu_seconds(servers[name]) - cpu_before) / (rate * args.duration))
+    return rates, cpu_ms
 
 
 def main() -> int:

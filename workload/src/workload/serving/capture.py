@@ -161,7 +161,8 @@ class CaptureWriter:
             with self._lock:
                 records = sum(lines.records for lines in self._filling.values())
                 due = stopping or records >= FLUSH_RECORDS or time.monotonic() >= deadline
-                written, self._filling = (self._filling, {}) if due else ({}, self._filling)
+                if due:
+                    written, self._filling = self._filling, {}
             if due:
                 self._flush(written)
                 with self._lock:
