@@ -88,7 +88,7 @@ class _Objective:
 def _fit_round(
     presence: scipy.sparse.csr_matrix, labels: np.ndarray, hyper: LinearHyperparameters, smoothing: float,
     monitor: Callable[[LinearFit], dict], first_epoch: int, fit_round: int,
-) -> tuple[LinearFit, list[dict]]:  # fmt: skip
+) -> LinearFit:  # fmt: skip
     """One fit to convergence (or the epoch budget), with a curve point every `iterations_per_epoch` iterations.
 
     Only the features some training text has are optimised: any other one's weight is 0 at the optimum, and
@@ -139,7 +139,7 @@ def _fit_round(
     fit = expand(result.x)
     fit.history, fit.gradient_norm = history, float(np.linalg.norm(result.jac))
     log.info("L-BFGS: %d iterations, |gradient| %.2e, %s", result.nit, fit.gradient_norm, result.message)
-    return fit, history
+    return fit
 
 
 def fit_nb_logistic(
@@ -150,7 +150,7 @@ def fit_nb_logistic(
 
     `monitor` maps a model to the validation figures of a curve point (`validation_loss`, `validation_accuracy`).
     """
-    fit, history = _fit_round(presence, labels, hyper, smoothing, monitor, first_epoch=1, fit_round=1)
+    fit = _fit_round(presence, labels, hyper, smoothing, monitor, first_epoch=1, fit_round=1)
     if unlabelled is None or unlabelled.shape[0] == 0 or hyper.pseudo_label_confidence is None:
         return fit
     unlabelled_logits = fit.logits(unlabelled)
@@ -159,14 +159,14 @@ def fit_nb_logistic(
     pseudo_labels = (unlabelled_logits[confident] > 0).astype(labels.dtype)
     log.info("self-training on %d of %d unlabelled reviews", int(confident.sum()), unlabelled.shape[0])
     augmented = scipy.sparse.vstack([presence, unlabelled[confident]], format="csr")
-    refit, more_history = _fit_round(
+    refit = _fit_round(
         augmented,
         np.concatenate([labels, pseudo_labels]),
         hyper,
         smoothing,
         monitor,
-        first_epoch=len(history) + 1,
+        first_epoch=len(fit.history) + 1,
         fit_round=2,
     )
-    refit.history, refit.n_pseudo_labelled = history + more_history, int(confident.sum())
+    refit.history, refit.n_pseudo_labelled = fit.history + refit.history, int(confident.sum())
     return refit
