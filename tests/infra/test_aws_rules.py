@@ -45,7 +45,8 @@ def _edit_json(inputs: dict[str, Any], key: str, edit: Callable[[Any], None]) ->
 
 
 def _container(resources: Resources, edit: Callable[[dict[str, Any]], None]) -> None:
-    task = _inputs(resources, "aws:ecs/taskDefinition:TaskDefinition")
+    # the API's task by name: the monitoring job's (no port, no health check) may be registered first
+    task = _inputs(resources, "aws:ecs/taskDefinition:TaskDefinition", "api-task")
     _edit_json(task, "containerDefinitions", lambda containers: edit(containers[0]))
 
 
