@@ -16,9 +16,10 @@ measures, against these targets for a 2-core machine with the load generator on 
 - health under load: while `wrk` keeps 128 connections sending maximum-size batches (MAX_BATCH reviews filling
   MAX_BODY_BYTES), `/health` on the ops port, polled every 50 ms, has p99 <= 1 s.
 With `--capture-overhead` it measures instead what data capture at 100 % costs: two servers (one worker each
-unless --workers is given), one capturing every request to an embedded S3 and one not, loaded in alternating wrk
-rounds, the pair started afresh `--epochs` times; target: throughput with capture >= 95 % of without (median of
-the paired rounds, printed with their range, and the same ratio from server CPU per request).
+unless --workers is given), one capturing every request to an embedded S3 (`--capture-to folder`: a local folder)
+and one not, loaded in alternating wrk rounds, the pair started afresh `--epochs` times; target: throughput with
+capture >= 95 % of without (median of the paired rounds, printed with their range, and the same ratio from server
+CPU per request), with the CPU per captured request of the writer thread and of the destination.
 With `--baseline-python` it compares instead the sequential p50 with another checkout's workload (its venv's
 python and a bundle it trained; one from before the ops port works too): both servers run at once and take turns,
 one round of sequential requests each, the order swapped every round so drift hits both alike; target: the
@@ -46,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workload.errors import WorkloadError
@@ -219,36 +221,47 @@ def health_under_load(server: ServerProcess, workdir: Path, duration: int, conne
     }
 
 
+def cpu_seconds(stat_path: str) -> float:
+    """CPU time (user + system) of a process (/proc/PID/stat) or one of its threads (/proc/PID/task/TID/stat)."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14 and 15)
+
+
 def server_cpu_seconds(server: ServerProcess) -> float:
-    """CPU time (user + system) the server's master and workers have used so far."""
+    """CPU time the server's master and workers have used so far."""
     assert server.process is not None
-    total = 0
-    for pid in {server.process.pid, *server.worker_pids()}:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(f"/proc/{pid}/stat") for pid in {server.process.pid, *server.worker_pids()})
+
+
+def background_cpu_seconds(server: ServerProcess) -> float:
+    """CPU time of the workers' threads other than the one serving requests (the capture writer's)."""
+    workers = server.worker_pids()
+    return sum(cpu_seconds(f"/proc/{pid}/stat") - cpu_seconds(f"/proc/{pid}/task/{pid}/stat") for pid in workers)
 
 
 def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: dict[str, str]) -> dict:
     """Throughput of /predict with capture at 100 % against without, paired round by round, over `--epochs` fresh
     pairs of servers: two server processes doing the same work differ by a few percent on a shared machine (their
     memory layout, their cores), so one pair's bias must not decide the result."""
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
+    tally = CaptureTally()
     with EmbeddedS3() as s3:
         s3.client().create_bucket(Bucket="capture")
         # One worker per server unless --workers says otherwise: each server's worker gets a core while it is
         # loaded, and the A/B does not hinge on whether a second worker came up (see docs/monitoring.md).
         env = {"WEB_CONCURRENCY": "1", **env}
-        capturing = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": "s3://capture/capture/"}
+        destination = "s3://capture/capture/" if args.capture_to == "s3" else str(workdir / "capture")
+        capturing = {**s3.child_env(), "CAPTURE_PERCENT": "100", "CAPTURE_URI": destination}
         for epoch in range(args.epochs):
             servers = {
                 "off": ServerProcess(model, env={**os.environ, **env}, log_path=workdir / f"plain-{epoch}.log"),
                 "on": ServerProcess(model, env={**capturing, **env}, log_path=workdir / f"capture-{epoch}.log"),
             }
             with servers["off"], servers["on"]:
-                capture_epoch(args, servers, workdir, rates, cpu_ms, rounds=max(1, args.rounds // args.epochs))
-        objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0)
+                capture_epoch(args, servers, s3.pid, workdir, tally, rounds=max(1, args.rounds // args.epochs))
+        objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0) or sum(
+            1 for _ in (workdir / "capture").rglob("*.jsonl.gz")
+        )
+    rates, cpu_ms = tally.rates, tally.cpu_ms
     ratios = [on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
     ratio = statistics.median(ratios)
     # On a shared machine throughput swings with other load; server CPU per request does not, and at saturation
@@ -257,11 +270,15 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
     return {
         "cpu_ms_per_request": {key: round(statistics.median(values), 3) for key, values in cpu_ms.items()},
         "capture_cpu_throughput_ratio": round(cpu_ratio, 3),
+        # Where capture's CPU goes, per captured request: the rest of the difference is on the request thread.
+        "capture_writer_thread_us_per_request": round(statistics.median(tally.writer_us), 1),
+        "capture_destination_us_per_request": round(statistics.median(tally.destination_us), 1),
         "capture_off_rps": round(statistics.mean(rates["off"]), 1),
         "capture_on_rps": round(statistics.mean(rates["on"]), 1),
         "capture_throughput_ratio": round(ratio, 3),
         "capture_throughput_ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         "epochs": args.epochs,
+        "capture_to": args.capture_to,
         "rounds": {key: [round(v, 1) for v in values] for key, values in rates.items()}
         | {"ratios": [round(v, 3) for v in ratios]},
         "capture_objects_written": objects,
@@ -273,24 +290,39 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
     }
 
 
+@dataclass
+class CaptureTally:
+    """The capture A/B's figures: per round and server, and per epoch for the capturing server's background CPU."""
+
+    rates: dict[str, list[float]] = field(default_factory=lambda: {"off": [], "on": []})
+    cpu_ms: dict[str, list[float]] = field(default_factory=lambda: {"off": [], "on": []})
+    writer_us: list[float] = field(default_factory=list)  # the capturing worker's writer thread
+    destination_us: list[float] = field(default_factory=list)  # the embedded S3 (on AWS, S3's, not the task's)
+
+
 def capture_epoch(
     args: argparse.Namespace,
     servers: dict[str, ServerProcess],
+    destination_pid: int,
     workdir: Path,
-    rates: dict[str, list[float]],
-    cpu_ms: dict[str, list[float]],
+    tally: CaptureTally,
     rounds: int,
 ) -> None:
-    """One pair of servers: a warm-up round each, then `rounds` paired rounds, added to `rates` and `cpu_ms`."""
+    """One pair of servers: a warm-up round each, then `rounds` paired rounds, added to `tally`."""
     for server in servers.values():
         server.wait_ready(timeout=120)
     # One unmeasured round each: steady state, not a worker's one-off start-up (the capturing one imports boto3 and
     # builds its S3 client at its first write, about a CPU-second each).
     paired_throughput(servers, args, workdir, rounds=1)
+    writer_before = background_cpu_seconds(servers["on"])
+    destination_before = cpu_seconds(f"/proc/{destination_pid}/stat")
     epoch_rates, epoch_cpu_ms = paired_throughput(servers, args, workdir, rounds)
+    captured = sum(epoch_rates["on"]) * args.duration
+    tally.writer_us.append(1e6 * (background_cpu_seconds(servers["on"]) - writer_before) / captured)
+    tally.destination_us.append(1e6 * (cpu_seconds(f"/proc/{destination_pid}/stat") - destination_before) / captured)
     for name in servers:
-        rates[name] += epoch_rates[name]
-        cpu_ms[name] += epoch_cpu_ms[name]
+        tally.rates[name] += epoch_rates[name]
+        tally.cpu_ms[name] += epoch_cpu_ms[name]
 
 
 def compare_with_baseline(args: argparse.Namespace, model: str, bodies: list[bytes], workdir: Path, env: dict) -> dict:
@@ -387,6 +419,13 @@ def main() -> int:
     parser.add_argument("--capture-overhead", action="store_true", help="measure data capture's throughput cost")
     parser.add_argument(
         "--epochs", type=int, default=4, help="fresh server pairs for --capture-overhead, sharing --rounds (default 4)"
+    )
+    parser.add_argument(
+        "--capture-to",
+        choices=["s3", "folder"],
+        default="s3",
+        help="--capture-overhead's destination: the embedded S3 (default; it shares the machine's cores, as S3 does "
+        "not on AWS) or a local folder",
     )
     parser.add_argument("--baseline-python", help="another checkout's venv python: compare the sequential p50")
     parser.add_argument("--baseline-model", help="the bundle the baseline serves (trained by its own code)")

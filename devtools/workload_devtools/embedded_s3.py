@@ -77,6 +77,13 @@ class EmbeddedS3:
                 self._process.wait()
         self._process = None
 
+    @property
+    def pid(self) -> int:
+        """The moto_server process (for its CPU time in benchmarks)."""
+        if self._process is None:
+            raise WorkloadError("embedded S3 is not running")
+        return self._process.pid
+
     def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for child processes only: the endpoint plus dummy credentials."""
         env = dict(os.environ if base is None else base)
