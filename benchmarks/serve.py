@@ -258,9 +258,10 @@ def capture_overhead(args: argparse.Namespace, model: str, workdir: Path, env: d
             }
             with servers["off"], servers["on"]:
                 capture_epoch(args, servers, s3.pid, workdir, tally, rounds=max(1, args.rounds // args.epochs))
-        objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0) or sum(
-            1 for _ in (workdir / "capture").rglob("*.jsonl.gz")
-        )
+        if args.capture_to == "s3":
+            objects = s3.client().list_objects_v2(Bucket="capture").get("KeyCount", 0)
+        else:
+            objects = sum(1 for _ in (workdir / "capture").rglob("*.jsonl.gz"))
     rates, cpu_ms = tally.rates, tally.cpu_ms
     ratios = [on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
     ratio = statistics.median(ratios)
